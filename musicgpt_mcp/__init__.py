@@ -1,0 +1,3 @@
+"""MCP server for MusicGPT stem extraction."""
+
+__version__ = "0.1.0"

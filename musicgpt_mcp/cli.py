@@ -1,0 +1,72 @@
+"""`musicgpt-mcp`: run the MCP server over stdio, against MusicGPT or the built-in sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import ENV_VARS
+
+
+def _parser() -> argparse.ArgumentParser:
+    env_help = "\n".join(f"  {var.name}\n      {var.help}\n      Default: {var.default}" for var in ENV_VARS)
+    parser = argparse.ArgumentParser(
+        prog="musicgpt-mcp",
+        description=(
+            "MCP server that splits songs into stems with the MusicGPT Extraction API. "
+            "It speaks MCP over stdio: start it from an MCP host (Claude Desktop, Claude Code, Cursor, "
+            "VS Code), not by hand."
+        ),
+        epilog=f"environment variables (read at start-up):\n{env_help}\n\nLogs go to stderr; stdout carries only MCP.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help=(
+            "Run against a built-in MusicGPT double on a loopback port instead of the real API: no key "
+            "needed, no credits spent, nothing leaves the machine. MUSICGPT_API_KEY and MUSICGPT_BASE_URL "
+            "are ignored."
+        ),
+    )
+    parser.add_argument(
+        "--sandbox-eta",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="With --sandbox: the eta the sandbox promises for each job (default: 5).",
+    )
+    parser.add_argument("--version", action="version", version=f"musicgpt-mcp {__version__}")
+    return parser
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("MUSICGPT_MCP_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    from .server import create_server
+
+    if not args.sandbox:
+        create_server().run()
+        return
+
+    from pydantic import SecretStr
+
+    from .config import Settings
+    from .sandbox import Sandbox
+
+    with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox:
+        settings = Settings(api_key=SecretStr(sandbox.api_key), base_url=sandbox.base_url)
+        create_server(settings).run()

@@ -1,0 +1,75 @@
+"""Configuration, read from the environment when the server starts (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    help: str
+
+
+# The single list of variables; `--help` and the README table are written from it.
+ENV_VARS: Final[tuple[EnvVar, ...]] = (
+    EnvVar(
+        "MUSICGPT_API_KEY",
+        "(none)",
+        "Your MusicGPT API key, from the MusicGPT API dashboard. Required for the real API; "
+        "without it the server still starts and each call explains how to set it.",
+    ),
+    EnvVar(
+        "MUSICGPT_BASE_URL",
+        DEFAULT_BASE_URL,
+        "Base URL of the MusicGPT public API; the server appends /v1/Extraction and friends.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_LOG_LEVEL",
+        "INFO",
+        "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
+    ),
+)
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # SecretStr keeps the key out of repr(), str() and tracebacks' locals.
+    api_key: SecretStr | None
+    base_url: str = DEFAULT_BASE_URL
+    # Seconds. The write timeout is per chunk sent, so it bounds a stalled link, not a long upload.
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+    write_timeout: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw_key = env.get("MUSICGPT_API_KEY", "").strip()
+        if raw_key and any(ch in raw_key for ch in "\r\n\0"):
+            # The message must not echo the key itself.
+            raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
+        base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
+        return cls(api_key=SecretStr(raw_key) if raw_key else None, base_url=normalise_base_url(base_url))
+
+
+def normalise_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"MUSICGPT_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL}; got {url!r}.")
+    if parts.username or parts.password:
+        raise ConfigError("MUSICGPT_BASE_URL must not contain a user name or password.")
+    return url.rstrip("/")

@@ -1,0 +1,81 @@
+"""A streaming multipart/form-data body with a known length, read from disk in large chunks.
+
+Why not httpx2's `files=`: its encoder reads the file synchronously on the event loop in 64 KiB
+chunks, which measured about 0.3x curl's upload throughput on loopback and stalls every other
+request while it reads. This body reads 1 MiB at a time in a worker thread, so a 2 GB upload runs
+near wire speed with flat memory and the server keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FilePart:
+    name: str
+    path: Path
+    filename: str
+    content_type: str
+    size: int
+
+
+def _quote(value: str) -> str:
+    # The HTML living standard's form-data escaping, as browsers and httpx apply it.
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class MultipartBody:
+    """Iterable once per attempt; `content_length` is exact so no chunked encoding is needed."""
+
+    def __init__(self, fields: Sequence[tuple[str, str]], file: FilePart | None) -> None:
+        self.boundary = os.urandom(16).hex()
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        head = bytearray()
+        for name, value in fields:
+            head += f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode()
+            head += value.encode() + b"\r\n"
+        if file is not None:
+            head += (
+                f"--{self.boundary}\r\n"
+                f'Content-Disposition: form-data; name="{_quote(file.name)}"; filename="{_quote(file.filename)}"'
+                f"\r\nContent-Type: {file.content_type}\r\n\r\n"
+            ).encode()
+        self._head = bytes(head)
+        self._tail = (b"\r\n" if file is not None else b"") + f"--{self.boundary}--\r\n".encode()
+        self._file = file
+        self.content_length = len(self._head) + (file.size if file else 0) + len(self._tail)
+        self.file_bytes_sent = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": self.content_type, "Content-Length": str(self.content_length)}
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._head
+        if self._file is not None:
+            remaining = self._file.size
+            async with await anyio.open_file(self._file.path, "rb", buffering=0) as f:
+                while remaining > 0:
+                    chunk = await f.read(min(CHUNK_SIZE, remaining))
+                    if not chunk:
+                        # The file shrank after we measured it; sending fewer bytes than the
+                        # declared Content-Length would leave the server waiting, so stop loudly.
+                        raise FileChangedError(self._file.path)
+                    remaining -= len(chunk)
+                    self.file_bytes_sent += len(chunk)
+                    yield chunk
+        yield self._tail
+
+
+class FileChangedError(OSError):
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} changed size while it was being uploaded")
+        self.path = path

@@ -1,0 +1,270 @@
+"""An async client for MusicGPT's Extraction API. No MCP in here: errors carry text for a person.
+
+Money rule: the paid `POST /v1/Extraction` is never repeated by this module once its body may
+have left the machine; when the outcome is unknown, the error says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import contract
+from .multipart import FileChangedError, FilePart, MultipartBody
+
+if TYPE_CHECKING:
+    import httpx2
+    from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
+
+CHECK_BEFORE_RETRY = (
+    "Check the extractions in your MusicGPT dashboard before submitting again, so you are not charged twice."
+)
+
+
+class MusicGPTError(Exception):
+    """A failure explained for a person: what happened and what to do next. Never holds the key."""
+
+
+class MissingAPIKeyError(MusicGPTError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No MusicGPT API key is configured, so nothing was sent. Create a key in the MusicGPT API "
+            "dashboard and set it as MUSICGPT_API_KEY in this server's environment (in your MCP host's "
+            'config: "env": {"MUSICGPT_API_KEY": "<your key>"}), then restart the server. '
+            "To try the tools without a key, run the server with --sandbox."
+        )
+
+
+@dataclass(frozen=True)
+class ExtractionRequest:
+    stems: Sequence[str]
+    preprocessing_options: Sequence[str]
+    audio_url: str | None = None
+    audio_file: FilePart | None = None
+    webhook_url: str | None = None
+
+
+class MusicGPTClient:
+    """One per server process; the HTTP connection pool is created on first use."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | None,
+        *,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 60.0,
+        write_timeout: float = 120.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeouts = (connect_timeout, read_timeout, write_timeout)
+        self._http: httpx2.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx2.AsyncClient:
+        if self._http is None:
+            # Imported here: httpx2 costs start-up time that a host listing tools should not pay.
+            import httpx2
+
+            connect, read, write = self._timeouts
+            self._http = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(connect=connect, read=read, write=write, pool=connect),
+                follow_redirects=False,
+                headers={"User-Agent": f"musicgpt-mcp/{_version()}"},
+            )
+        return self._http
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._api_key is None:
+            raise MissingAPIKeyError()
+        return {contract.AUTH_HEADER: self._api_key.get_secret_value()}
+
+    def _redact(self, text: str) -> str:
+        """Belt and braces: never let the key through, even if a server echoes it back."""
+        if self._api_key is not None:
+            key = self._api_key.get_secret_value()
+            if key:
+                text = text.replace(key, "[redacted]")
+        return text
+
+    async def submit_extraction(self, request: ExtractionRequest) -> contract.SubmitReply:
+        import httpx2
+
+        headers = self._auth_headers()
+        fields: list[tuple[str, str]] = [
+            (contract.FIELD_STEMS, json.dumps(list(request.stems))),
+            (contract.FIELD_PREPROCESSING, json.dumps(list(request.preprocessing_options))),
+        ]
+        if request.audio_url:
+            fields.append((contract.FIELD_AUDIO_URL, request.audio_url))
+        if request.webhook_url:
+            fields.append((contract.FIELD_WEBHOOK_URL, request.webhook_url))
+        body = MultipartBody(fields, request.audio_file)
+        headers.update(body.headers)
+        url = self.base_url + contract.EXTRACTION_PATH
+        log.info(
+            "submitting extraction: stems=%s preprocessing=%s input=%s (%d bytes)",
+            list(request.stems),
+            list(request.preprocessing_options),
+            "file" if request.audio_file else "url",
+            body.content_length,
+        )
+        try:
+            async with self._client().stream("POST", url, content=body, headers=headers) as response:
+                raw = await _read_capped(response)
+                status = response.status_code
+                retry_after = response.headers.get("Retry-After")
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            raise MusicGPTError(
+                f"Could not connect to MusicGPT at {self.base_url} ({_describe(exc)}). Nothing was sent, so "
+                "nothing was charged. Check the network connection (and MUSICGPT_BASE_URL, if set) and try again."
+            ) from None
+        except FileChangedError:
+            raise MusicGPTError(
+                "The audio file changed size while it was being uploaded, so the upload was stopped. "
+                "MusicGPT may or may not have created a job from the partial request. Wait until the file "
+                f"is no longer being written, then submit again. {CHECK_BEFORE_RETRY}"
+            ) from None
+        except httpx2.TimeoutException as exc:
+            raise MusicGPTError(
+                f"MusicGPT did not answer in time ({_describe(exc)}). The extraction may or may not have been "
+                f"submitted. {CHECK_BEFORE_RETRY}"
+            ) from None
+        except httpx2.TransportError as exc:
+            raise MusicGPTError(
+                f"The connection to MusicGPT broke during the request ({_describe(exc)}). The extraction may "
+                f"or may not have been submitted. {CHECK_BEFORE_RETRY}"
+            ) from None
+        except OSError as exc:
+            raise MusicGPTError(
+                f"The audio file could not be read during the upload ({exc.strerror or type(exc).__name__}). "
+                f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+            ) from None
+
+        reply = contract.parse_json_object(raw) if raw is not None else None
+        if 200 <= status < 300:
+            if raw is None:
+                raise MusicGPTError(
+                    f"MusicGPT answered HTTP {status} with an oversized body, not a submit reply. The "
+                    f"extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                )
+            if reply is None:
+                raise MusicGPTError(
+                    f"MusicGPT answered HTTP {status} with {contract.describe_non_json(raw)} instead of JSON. "
+                    f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                )
+            parsed = contract.parse_submit_reply(reply)
+            if parsed is None:
+                said = contract.error_message(reply)
+                detail = f" It said: {self._redact(said)}" if said else ""
+                raise MusicGPTError(
+                    f"MusicGPT answered HTTP {status} without a task_id.{detail} The extraction may or may "
+                    f"not have been submitted. {CHECK_BEFORE_RETRY}"
+                )
+            log.info("extraction submitted: task_id=%s eta=%s", parsed.task_id, parsed.eta)
+            return parsed
+        raise self._error_for_status(status, reply, raw, retry_after)
+
+    def _error_for_status(
+        self, status: int, reply: dict[str, object] | None, raw: bytes | None, retry_after: str | None
+    ) -> MusicGPTError:
+        said = contract.error_message(reply)
+        said = self._redact(said) if said else None
+        detail = f": {said}" if said else (f" ({contract.describe_non_json(raw)})" if raw is not None else "")
+        if status == 401:
+            return MusicGPTError(
+                f"MusicGPT rejected the API key (HTTP 401{detail}). Nothing was charged. Check MUSICGPT_API_KEY "
+                "in this server's environment: it must be the key from the MusicGPT API dashboard, pasted "
+                "as is, without a 'Bearer' prefix. Restart the server after changing it."
+            )
+        if status == 403:
+            return MusicGPTError(
+                f"MusicGPT refused the request (HTTP 403{detail}): the API key lacks permission for this. "
+                "Nothing was charged. Check the key's permissions in the MusicGPT API dashboard, or use "
+                "another key in MUSICGPT_API_KEY."
+            )
+        if status == 402:
+            return MusicGPTError(
+                f"MusicGPT says the account does not have enough credits (HTTP 402{detail}). Nothing was "
+                "charged. Add credits in the MusicGPT dashboard, then submit again."
+            )
+        if status == 429:
+            wait = _retry_after_seconds(retry_after)
+            when = f"Wait {wait} seconds" if wait is not None else "Wait a minute"
+            return MusicGPTError(
+                f"MusicGPT's rate limit was reached (HTTP 429{detail}; it allows "
+                f"{contract.SUBMITS_PER_MINUTE} extraction submits a minute). The job was not accepted. "
+                f"{when} before submitting again."
+            )
+        if status in (400, 404, 409, 422) or 400 <= status < 500:
+            what = said or "no reason given"
+            return MusicGPTError(
+                f"MusicGPT rejected the request (HTTP {status}): {what}. Nothing was charged. Fix the "
+                "arguments and submit again."
+            )
+        if status >= 500:
+            return MusicGPTError(
+                f"MusicGPT had a server error (HTTP {status}{detail}). The job was probably not created, but "
+                f"MusicGPT did not confirm it. {CHECK_BEFORE_RETRY} If none is there, try again in a minute."
+            )
+        return MusicGPTError(
+            f"MusicGPT answered with an unexpected HTTP {status}{detail}. The extraction may or may not have "
+            f"been submitted. {CHECK_BEFORE_RETRY}"
+        )
+
+
+async def _read_capped(response: httpx2.Response) -> bytes | None:
+    """The body, or None when it is bigger than any reply MusicGPT sends."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > contract.MAX_REPLY_BYTES:
+        return None
+    buf = bytearray()
+    async for chunk in response.aiter_bytes():
+        buf += chunk
+        if len(buf) > contract.MAX_REPLY_BYTES:
+            return None
+    return bytes(buf)
+
+
+def _retry_after_seconds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC, datetime
+
+    if when.tzinfo is None:
+        return None
+    return max(0, int((when - datetime.now(UTC)).total_seconds() + 0.999))
+
+
+def _describe(exc: Exception) -> str:
+    """An exception's class, plus its text when that text is short and carries no headers."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if text and len(text) <= 120:
+        return f"{name}: {text}"
+    return name
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,91 @@
+"""A MusicGPT double on loopback, for offline use (`musicgpt-mcp --sandbox`) and for the tests.
+
+It runs on its own thread with its own event loop, so it serves the same way whether the caller
+is a synchronous test fixture or the stdio server's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+from .app import API_PREFIX, build_app
+from .state import Fault, Job, ReceivedFile, ReceivedSubmit, SandboxState
+
+__all__ = ["Fault", "Job", "ReceivedFile", "ReceivedSubmit", "Sandbox", "SandboxState"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SANDBOX_KEY = "sandbox-key"
+
+
+class Sandbox:
+    def __init__(self, *, api_key: str = DEFAULT_SANDBOX_KEY, eta: int = 5, host: str = "127.0.0.1") -> None:
+        self.state = SandboxState(api_key=api_key, eta=eta)
+        self._host = host
+        self._server: object | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def api_key(self) -> str:
+        return self.state.api_key
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What MUSICGPT_BASE_URL would be set to."""
+        return self.origin + API_PREFIX
+
+    def start(self, timeout: float = 10.0) -> Sandbox:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            build_app(self.state),
+            log_config=None,  # uvicorn's default config logs to stdout, which is the stdio wire
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="musicgpt-sandbox", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the MusicGPT sandbox did not start")
+            time.sleep(0.01)
+        log.info("MusicGPT sandbox listening on %s (key: %s)", self.base_url, self.api_key)
+        return self
+
+    def stop(self) -> None:
+        import uvicorn
+
+        server = self._server
+        if isinstance(server, uvicorn.Server):
+            server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+        self._server = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
