@@ -166,7 +166,7 @@ class MusicGPTClient:
             parsed = contract.parse_submit_reply(reply)
             if parsed is None:
                 said = contract.error_message(reply)
-                detail = f" It said: {self._redact(said)}" if said else ""
+                detail = f" It said: {_sentence(self._redact(said))}" if said else ""
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} without a task_id.{detail} The extraction may or may "
                     f"not have been submitted. {CHECK_BEFORE_RETRY}"
@@ -209,7 +209,7 @@ class MusicGPTClient:
         if status in (400, 404, 409, 422) or 400 <= status < 500:
             what = said or "no reason given"
             return MusicGPTError(
-                f"MusicGPT rejected the request (HTTP {status}): {what}. Nothing was charged. Fix the "
+                f"MusicGPT rejected the request (HTTP {status}): {_sentence(what)} Nothing was charged. Fix the "
                 "arguments and submit again."
             )
         if status >= 500:
@@ -253,6 +253,10 @@ def _retry_after_seconds(value: str | None) -> int | None:
     if when.tzinfo is None:
         return None
     return max(0, int((when - datetime.now(UTC)).total_seconds() + 0.999))
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _describe(exc: Exception) -> str:

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+import struct
+import sys
+import wave
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from musicgpt_mcp.config import Settings
+from musicgpt_mcp.sandbox import Sandbox
+from musicgpt_mcp.server import create_server
+
+REPO = Path(__file__).resolve().parent.parent
+# Recognisable, so a test can search every output for it.
+SECRET_KEY = "mgpt-test-SECRET-4f1c9e7a2b"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def _sandbox_session() -> Iterator[Sandbox]:
+    with Sandbox(api_key=SECRET_KEY, eta=3) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(_sandbox_session: Sandbox) -> Sandbox:
+    _sandbox_session.state.reset()
+    _sandbox_session.state.eta = 3
+    return _sandbox_session
+
+
+def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"api_key": SecretStr(sandbox.api_key), "base_url": sandbox.base_url}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[Client]:
+    async with Client(create_server(settings), raise_exceptions=True) as client:
+        yield client
+
+
+def wav_bytes(seconds: float = 0.25, rate: int = 8000, freq: float = 440.0) -> bytes:
+    """A real, playable mono 16-bit WAV."""
+    frames = int(seconds * rate)
+    samples = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def song(tmp_path: Path) -> Path:
+    path = tmp_path / "My Song (demo).wav"
+    path.write_bytes(wav_bytes())
+    return path
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The stdio client passes only a small environment to the child; give it what Python needs."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable

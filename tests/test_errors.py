@@ -1,0 +1,263 @@
+"""Every failure reaches the model as an isError result that says what happened and what to do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from musicgpt_mcp.sandbox import Fault, Sandbox
+
+from .conftest import SECRET_KEY, closed_port, connect, make_settings
+
+pytestmark = pytest.mark.anyio
+
+URL_ARGS = {"audio_url": "https://example.com/song.mp3", "stems": ["vocals"]}
+MAY_OR_MAY_NOT = "may or may not have been submitted"
+CHECK_DASHBOARD = "Check the extractions in your MusicGPT dashboard before submitting again"
+
+
+async def call(sandbox: Sandbox, args: dict[str, Any] | None = None, **settings: Any) -> str:
+    async with connect(make_settings(sandbox, **settings)) as client:
+        result = await client.call_tool("extract_stems", URL_ARGS if args is None else args)
+    assert result.is_error, result.structured_content
+    assert result.structured_content is None
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Error executing tool extract_stems: ")
+    assert SECRET_KEY not in text
+    return text.removeprefix("Error executing tool extract_stems: ")
+
+
+def json_fault(status: int, body: dict[str, Any], **kw: Any) -> Fault:
+    return Fault(status=status, body=json.dumps(body).encode(), **kw)
+
+
+async def test_missing_key_explains_how_to_set_it(sandbox: Sandbox) -> None:
+    text = await call(sandbox, api_key=None)
+    assert "No MusicGPT API key is configured, so nothing was sent." in text
+    assert "MUSICGPT_API_KEY" in text and "--sandbox" in text
+    assert sandbox.state.submits() == []
+
+
+async def test_invalid_key_401(sandbox: Sandbox) -> None:
+    text = await call(sandbox, api_key=SecretStr("not-the-key"))
+    assert text.startswith("MusicGPT rejected the API key (HTTP 401: Invalid API key). Nothing was charged.")
+    assert "without a 'Bearer' prefix" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            403,
+            {"success": False, "error": "Forbidden"},
+            "MusicGPT refused the request (HTTP 403: Forbidden): the API key lacks permission for this.",
+        ),
+        (
+            402,
+            {"success": False, "error": "Insufficient credits"},
+            "MusicGPT says the account does not have enough credits (HTTP 402: Insufficient credits). "
+            "Nothing was charged. Add credits in the MusicGPT dashboard, then submit again.",
+        ),
+        (
+            400,
+            {"success": False, "error": "Bad request: stems"},
+            "MusicGPT rejected the request (HTTP 400): Bad request: stems. Nothing was charged.",
+        ),
+        (
+            404,
+            {"success": False, "message": "Not found"},
+            "MusicGPT rejected the request (HTTP 404): Not found. Nothing was charged.",
+        ),
+        (
+            409,
+            {"success": False, "error": "Conflict:\n  duplicate   request"},
+            "MusicGPT rejected the request (HTTP 409): Conflict: duplicate request. Nothing was charged.",
+        ),
+        (
+            422,
+            {"success": False, "error": "Either audio_url or audio_file must be provided."},
+            "MusicGPT rejected the request (HTTP 422): Either audio_url or audio_file must be provided. "
+            "Nothing was charged. Fix the arguments and submit again.",
+        ),
+    ],
+)
+async def test_client_errors_carry_musicgpt_message(
+    sandbox: Sandbox, status: int, body: dict[str, Any], expected: str
+) -> None:
+    sandbox.state.queue_fault("submit", json_fault(status, body))
+    text = await call(sandbox)
+    assert text.startswith(expected)
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_rate_limit_with_retry_after(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault(
+        "submit", json_fault(429, {"success": False, "error": "Too many requests"}, headers=(("Retry-After", "17"),))
+    )
+    text = await call(sandbox)
+    assert text == (
+        "MusicGPT's rate limit was reached (HTTP 429: Too many requests; it allows 60 extraction submits a "
+        "minute). The job was not accepted. Wait 17 seconds before submitting again."
+    )
+
+
+async def test_rate_limit_without_retry_after(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault("submit", Fault(status=429, body=b"", content_type="text/plain"))
+    text = await call(sandbox)
+    assert text.endswith("The job was not accepted. Wait a minute before submitting again.")
+    assert "(HTTP 429 (an empty body);" in text
+
+
+async def test_server_error_is_not_retried(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault("submit", Fault())
+    text = await call(sandbox)
+    assert text.startswith("MusicGPT had a server error (HTTP 500: Internal Server Error).")
+    assert CHECK_DASHBOARD in text
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_gateway_error_with_html_body(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault(
+        "submit", Fault(status=502, body=b"<html><body>Bad Gateway</body></html>", content_type="text/html")
+    )
+    text = await call(sandbox)
+    assert text.startswith("MusicGPT had a server error (HTTP 502 (an HTML page)).")
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_timeout_after_upload_says_outcome_unknown(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault("submit", Fault(status=200, action="hang", delay=3.0))
+    text = await call(sandbox, read_timeout=0.3)
+    assert text.startswith("MusicGPT did not answer in time (ReadTimeout")
+    assert MAY_OR_MAY_NOT in text and CHECK_DASHBOARD in text
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_refused_connection_says_nothing_was_sent(sandbox: Sandbox) -> None:
+    port = closed_port()
+    text = await call(sandbox, base_url=f"http://127.0.0.1:{port}/api/public")
+    assert text.startswith(f"Could not connect to MusicGPT at http://127.0.0.1:{port}/api/public (ConnectError")
+    assert "Nothing was sent, so nothing was charged." in text
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (
+            b"<!doctype html><h1>Hello</h1>",
+            "text/html",
+            "MusicGPT answered HTTP 200 with an HTML page instead of JSON.",
+        ),
+        (b"", "application/json", "MusicGPT answered HTTP 200 with an empty body instead of JSON."),
+        (b"task_id=abc", "text/plain", "MusicGPT answered HTTP 200 with a body that is not JSON instead of JSON."),
+        (b"[1, 2]", "application/json", "MusicGPT answered HTTP 200 with a body that is not JSON instead of JSON."),
+        (
+            b'{"success": false, "error": "queue full"}',
+            "application/json",
+            "MusicGPT answered HTTP 200 without a task_id. It said: queue full.",
+        ),
+        (b'{"success": true, "task_id": 42}', "application/json", "MusicGPT answered HTTP 200 without a task_id."),
+    ],
+)
+async def test_unusable_success_replies(sandbox: Sandbox, body: bytes, content_type: str, expected: str) -> None:
+    sandbox.state.queue_fault("submit", Fault(status=200, body=body, content_type=content_type))
+    text = await call(sandbox)
+    assert text.startswith(expected)
+    assert MAY_OR_MAY_NOT in text
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_key_echoed_by_server_is_redacted(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault("submit", json_fault(400, {"error": f"bad key {SECRET_KEY} given"}))
+    text = await call(sandbox)
+    assert text.startswith("MusicGPT rejected the request (HTTP 400): bad key [redacted] given.")
+
+
+# --- refused before any request ---------------------------------------------------------------
+
+
+async def test_missing_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    text = await call(sandbox, {"audio_file": str(tmp_path / "nope.mp3")})
+    assert (
+        text
+        == f"No file at {tmp_path / 'nope.mp3'}. Check the path (and its spelling) and try again. Nothing was submitted."
+    )
+    assert sandbox.state.submits() == []
+
+
+async def test_directory(sandbox: Sandbox, tmp_path: Path) -> None:
+    text = await call(sandbox, {"audio_file": str(tmp_path)})
+    assert text == f"{tmp_path} is a directory. Give the path of one audio file inside it. Nothing was submitted."
+    assert sandbox.state.submits() == []
+
+
+async def test_relative_path(sandbox: Sandbox) -> None:
+    text = await call(sandbox, {"audio_file": "Music/song.mp3"})
+    assert text.startswith("audio_file must be an absolute path (or start with ~), got 'Music/song.mp3'.")
+    assert sandbox.state.submits() == []
+
+
+async def test_empty_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp3"
+    path.touch()
+    text = await call(sandbox, {"audio_file": str(path)})
+    assert text == f"{path} is empty (0 bytes); give an audio file. Nothing was submitted."
+    assert sandbox.state.submits() == []
+
+
+async def test_fifo_is_not_a_regular_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "pipe.mp3"
+    os.mkfifo(path)
+    text = await call(sandbox, {"audio_file": str(path)})
+    assert "is not a regular file" in text
+    assert sandbox.state.submits() == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+async def test_unreadable_file(sandbox: Sandbox, song: Path) -> None:
+    song.chmod(0)
+    text = await call(sandbox, {"audio_file": str(song)})
+    assert "permission denied" in text
+    assert sandbox.state.submits() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({}, "Give the audio to split: audio_file"),
+        ({"audio_file": "", "audio_url": "  "}, "Give the audio to split: audio_file"),
+        ({"audio_file": "/x.mp3", "audio_url": "https://a.b/c.mp3"}, "Give either audio_file or audio_url, not both."),
+        (
+            {"audio_url": "file:///etc/passwd"},
+            "audio_url must be an http:// or https:// URL; got 'file:///etc/passwd'.",
+        ),
+        ({"audio_url": "https://u:p@a.b/c.mp3"}, "audio_url must not carry a user name or password"),
+        (
+            {"audio_url": "https://a.b/c.mp3", "webhook_url": "ftp://a.b/"},
+            "webhook_url must be an http:// or https:// URL",
+        ),
+    ],
+)
+async def test_argument_rules(sandbox: Sandbox, args: dict[str, Any], expected: str) -> None:
+    text = await call(sandbox, args)
+    assert text.startswith(expected)
+    assert text.endswith("Nothing was submitted.")
+    assert sandbox.state.submits() == []
+
+
+async def test_key_never_logged(sandbox: Sandbox, song: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with connect(make_settings(sandbox)) as client:
+        ok = await client.call_tool("extract_stems", {"audio_file": str(song)})
+        sandbox.state.queue_fault("submit", json_fault(401, {"error": f"key {SECRET_KEY} unknown"}))
+        failed = await client.call_tool("extract_stems", URL_ARGS)
+    assert not ok.is_error and failed.is_error
+    assert SECRET_KEY not in json.dumps([ok.model_dump(mode="json"), failed.model_dump(mode="json")])
+    assert "extraction submitted" in caplog.text  # the log did capture the calls
+    assert SECRET_KEY not in caplog.text

@@ -1,0 +1,67 @@
+"""The release metadata: server.json for the MCP Registry, versions in step, the README's ownership line."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import jsonschema
+import pytest
+
+from musicgpt_mcp import __version__
+from musicgpt_mcp.config import ENV_VARS
+
+from .conftest import REPO
+
+SCHEMA = REPO.parent / "shared" / "server.schema.2025-12-11.json"
+
+
+@pytest.fixture(scope="module")
+def server_json() -> dict[str, object]:
+    return json.loads((REPO / "server.json").read_text())
+
+
+def test_server_json_validates_against_registry_schema(server_json: dict[str, object]) -> None:
+    assert SCHEMA.exists(), f"the registry schema is expected at {SCHEMA} (shared/ beside the checkout)"
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(server_json), key=str)
+    assert not errors, [e.message for e in errors]
+    assert server_json["$schema"] == schema["$id"]
+
+
+def test_versions_are_in_step(server_json: dict[str, object]) -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" in pyproject["project"]["dynamic"]  # taken from musicgpt_mcp/__init__.py
+    assert server_json["version"] == __version__
+    packages = server_json["packages"]
+    assert isinstance(packages, list)
+    [package] = packages
+    assert package["version"] == __version__
+    assert package["identifier"] == pyproject["project"]["name"] == "musicgpt-mcp"
+    assert package["registryType"] == "pypi" and package["runtimeHint"] == "uvx"
+    assert package["transport"] == {"type": "stdio"}
+    env = {v["name"]: v for v in package["environmentVariables"]}
+    assert env["MUSICGPT_API_KEY"]["isSecret"] is True
+    assert set(env) <= {v.name for v in ENV_VARS}
+
+
+def test_readme_claims_the_registry_name(server_json: dict[str, object]) -> None:
+    readme = (REPO / "README.md").read_text()
+    assert f"<!-- mcp-name: {server_json['name']} -->" in readme
+    assert len(str(server_json["description"])) <= 100
+
+
+def test_readme_configuration_table_lists_every_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    for var in ENV_VARS:
+        assert re.search(rf"\|\s*`{var.name}`\s*\|", readme), f"{var.name} missing from the README's table"
+
+
+def test_readme_stem_table_matches_the_catalog() -> None:
+    from musicgpt_mcp.catalog import STEM_DESCRIPTIONS
+
+    readme = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \|$", readme, flags=re.MULTILINE))
+    assert rows == STEM_DESCRIPTIONS

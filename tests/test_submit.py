@@ -1,0 +1,110 @@
+"""extract_stems through the protocol against the sandbox: what MusicGPT receives, what the model sees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from musicgpt_mcp.sandbox import Sandbox
+
+from .conftest import SECRET_KEY, connect, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None:
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool(
+            "extract_stems",
+            {"audio_file": str(song), "stems": ["vocals", "instrumental"], "preprocessing_options": ["Denoise"]},
+        )
+    assert not result.is_error, result.content
+    [received] = sandbox.state.submits()
+    assert received.authorization == SECRET_KEY  # raw key, no "Bearer"
+    assert received.content_type.startswith("multipart/form-data; boundary=")
+    assert received.fields == {"stems": '["vocals", "instrumental"]', "preprocessing_options": '["Denoise"]'}
+    [part] = received.files
+    assert part.field == "audio_file"
+    assert part.filename == "My Song (demo).wav"
+    assert part.content_type == "audio/wav"
+    assert part.size == song.stat().st_size
+    assert part.sha256 == hashlib.sha256(song.read_bytes()).hexdigest()
+
+    structured = result.structured_content
+    assert structured is not None
+    job = sandbox.state.jobs[structured["task_id"]]
+    assert structured == {
+        "task_id": job.task_id,
+        "conversion_id": job.conversion_id,
+        "eta": 3,
+        "credit_estimate": 1.25,
+        "stems": ["vocals", "instrumental"],
+        "preprocessing_options": ["Denoise"],
+        "source": "My Song (demo).wav",
+        "source_type": "file",
+    }
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert job.task_id in text and "about 3 s" in text and "1.25 credits" in text
+
+
+async def test_url_submission_on_the_wire(sandbox: Sandbox) -> None:
+    url = "https://example.com/music/track.mp3?x=1&y=2"
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool(
+            "extract_stems", {"audio_url": url, "webhook_url": "https://hooks.example.com/musicgpt?secret=s3"}
+        )
+    assert not result.is_error, result.content
+    [received] = sandbox.state.submits()
+    assert received.files == ()
+    assert received.content_type.startswith("multipart/form-data")
+    assert received.fields == {
+        "stems": "[]",
+        "preprocessing_options": "[]",
+        "audio_url": url,
+        "webhook_url": "https://hooks.example.com/musicgpt?secret=s3",
+    }
+    assert json.loads(received.fields["stems"]) == []
+    structured = result.structured_content
+    assert structured is not None
+    # No stems named: MusicGPT's default band, and the result says so.
+    assert structured["stems"] == ["drums", "bass", "piano", "guitar"]
+    assert structured["source_type"] == "url" and structured["source"] == url
+    assert structured["credit_estimate"] == 2.0
+
+
+async def test_empty_string_counts_as_absent(sandbox: Sandbox, song: Path) -> None:
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": str(song), "audio_url": "", "webhook_url": ""})
+    assert not result.is_error, result.content
+    [received] = sandbox.state.submits()
+    assert "audio_url" not in received.fields and "webhook_url" not in received.fields
+    assert [f.field for f in received.files] == ["audio_file"]
+
+
+async def test_tilde_path_expands_to_home(sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(song.parent))
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": f"~/{song.name}"})
+    assert not result.is_error, result.content
+    assert sandbox.state.submits()[0].files[0].sha256 == hashlib.sha256(song.read_bytes()).hexdigest()
+
+
+async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> None:
+    # Several upload chunks plus a ragged tail, so chunk boundaries are exercised.
+    path = tmp_path / "big.mp3"
+    block = bytes(range(256)) * 4096
+    with path.open("wb") as f:
+        f.write(b"ID3" + b"\0" * 7)
+        for _ in range(3):
+            f.write(block)
+        f.write(b"tail" * 1001)
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": str(path), "stems": ["drums"]})
+    assert not result.is_error, result.content
+    [part] = sandbox.state.submits()[0].files
+    assert part.content_type == "audio/mpeg"
+    assert part.size == path.stat().st_size
+    assert part.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
