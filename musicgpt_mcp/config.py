@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -34,6 +35,21 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "Base URL of the MusicGPT public API; the server appends /v1/Extraction and friends.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_OUTPUT_DIR",
+        "~/Music/MusicGPT",
+        "Where download_stems saves stems (one subfolder per job). output_dir arguments must lie inside it.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_MAX_WAIT",
+        "50",
+        "Longest wait_seconds get_extraction honours, in seconds. Keep it under your host's tool timeout (often 60 s).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_MAX_DOWNLOAD_MB",
+        "4096",
+        "Largest stem file download_stems accepts, in MB; bigger downloads are stopped and discarded.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
@@ -54,6 +70,9 @@ class Settings:
     connect_timeout: float = 15.0
     read_timeout: float = 60.0
     write_timeout: float = 120.0
+    output_dir: Path = Path("~/Music/MusicGPT")
+    max_wait: int = 50
+    max_download_bytes: int = 4096 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +82,27 @@ class Settings:
             # The message must not echo the key itself.
             raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
-        return cls(api_key=SecretStr(raw_key) if raw_key else None, base_url=normalise_base_url(base_url))
+        output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
+        return cls(
+            api_key=SecretStr(raw_key) if raw_key else None,
+            base_url=normalise_base_url(base_url),
+            output_dir=Path(output_dir),
+            max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
+            max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
+    return value
 
 
 def normalise_base_url(url: str) -> str:

@@ -74,8 +74,7 @@ def error_message(reply: dict[str, Any] | None) -> str | None:
     for key in ("error", "message", "detail"):
         value = reply.get(key)
         if isinstance(value, str) and value.strip():
-            text = _WHITESPACE.sub(" ", value).strip()
-            return text if len(text) <= 300 else text[:297] + "..."
+            return _flat(value, 300)
     return None
 
 
@@ -127,3 +126,110 @@ def _as_float(value: object) -> float | None:
     else:
         return None
     return result if result == result and abs(result) != float("inf") else None
+
+
+# --- status: GET /v1/byId ----------------------------------------------------------------------
+
+CONVERSION_TYPE: Final = "EXTRACTION"
+# [docs][sdk] Terminal statuses; FAILED and ERROR mean no stems.
+SUCCESS_STATUSES: Final = frozenset({"COMPLETED"})
+FAILURE_STATUSES: Final = frozenset({"FAILED", "ERROR"})
+QUEUED_STATUSES: Final = frozenset({"IN_QUEUE"})
+# [seen] Where the stem maps live; the first key of each pair that holds a map wins.
+MP3_MAP_KEYS: Final = ("conversion_path", "audio_url")
+WAV_MAP_KEYS: Final = ("conversion_path_wav", "audio_url_wav")
+# [guess] MusicGPT's words for an unknown task.
+NOT_FOUND_MESSAGE: Final = "Conversion not found"
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    task_id: str | None
+    conversion_id: str | None
+    status: str
+    status_message: str | None
+    conversion_cost: float | None
+    mp3: dict[str, str]
+    wav: dict[str, str]
+
+    @property
+    def done(self) -> bool:
+        return self.status in SUCCESS_STATUSES or self.status in FAILURE_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILURE_STATUSES
+
+
+def parse_status_reply(reply: dict[str, Any]) -> StatusReply | None:
+    """[docs] `{"success": true, "conversion": {...}}`; None when there is no conversion object."""
+    conversion = reply.get("conversion")
+    if not isinstance(conversion, dict):
+        return None
+    status = conversion.get("status")
+    message = conversion.get("status_msg") or conversion.get("message") or reply.get("message")
+    return StatusReply(
+        task_id=_short_str(conversion.get("task_id")),
+        conversion_id=_short_str(conversion.get("conversion_id")),
+        status=_flat(status, 40).upper() if isinstance(status, str) and status.strip() else "UNKNOWN",
+        status_message=_flat(message, 300) if isinstance(message, str) and message.strip() else None,
+        conversion_cost=_as_float(conversion.get("conversion_cost")),
+        mp3=_first_map(conversion, MP3_MAP_KEYS),
+        wav=_first_map(conversion, WAV_MAP_KEYS),
+    )
+
+
+def _first_map(conversion: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    for key in keys:
+        found = parse_stem_map(conversion.get(key))
+        if found:
+            return found
+    return {}
+
+
+def parse_stem_map(value: object) -> dict[str, str]:
+    """A stem-name -> URL map from any shape MusicGPT is known to send.
+
+    [seen] A JSON object serialised into a string, sometimes with a storage URL glued in front
+    (parse from the first "{"); a real JSON object; or a plain URL, whose file name then names the
+    stem. Keys and values are returned as given (untrusted): callers check them against the catalog
+    and allow only http(s) URLs.
+    """
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items() if isinstance(v, str) and v}
+    if not isinstance(value, str) or not value.strip():
+        return {}
+    text = value.strip()
+    brace = text.find("{")
+    if brace >= 0:
+        try:
+            parsed = json.loads(text[brace:])
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parse_stem_map(parsed)
+        return {}
+    # A single URL: its file name (vocals.mp3) is the only hint of which stem it holds.
+    name = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0]
+    return {stem: text} if stem else {}
+
+
+def _short_str(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() and len(value) <= 200 else None
+
+
+def _flat(text: str, limit: int) -> str:
+    flat = _WHITESPACE.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def encode_stem_map(urls: dict[str, str], shape: str, prefix: str) -> object:
+    """The sandbox's side of `parse_stem_map`: a map as MusicGPT would send it."""
+    if shape == "object":
+        return dict(urls)
+    if shape == "json-string":
+        return json.dumps(urls)
+    if shape == "plain-url":
+        return next(iter(urls.values()), "")
+    return prefix + json.dumps(urls)  # "prefixed-string", as the live API is reported to send

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
+
+import anyio
 
 from . import contract
 from .multipart import FileChangedError, FilePart, MultipartBody
+from .ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     import httpx2
@@ -28,6 +33,32 @@ CHECK_BEFORE_RETRY = (
 
 class MusicGPTError(Exception):
     """A failure explained for a person: what happened and what to do next. Never holds the key."""
+
+
+class TaskNotFoundError(MusicGPTError):
+    pass
+
+
+class DownloadError(MusicGPTError):
+    pass
+
+
+class _Retryable(Exception):
+    """A read that failed in a way worth another try (connection trouble, 429, 502/503/504)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+T = TypeVar("T")
+
+# Reads are retried within this budget; beyond it the error reaches the model.
+READ_RETRY_ATTEMPTS = 4
+READ_RETRY_BUDGET = 30.0
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class MissingAPIKeyError(MusicGPTError):
@@ -65,6 +96,9 @@ class MusicGPTClient:
         self._api_key = api_key
         self._timeouts = (connect_timeout, read_timeout, write_timeout)
         self._http: httpx2.AsyncClient | None = None
+        # One budget for the whole process: MusicGPT allows 200 status calls a minute per key.
+        self.status_limiter = RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
+        self.retry_budget = READ_RETRY_BUDGET
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -221,6 +255,142 @@ class MusicGPTClient:
             f"MusicGPT answered with an unexpected HTTP {status}{detail}. The extraction may or may not have "
             f"been submitted. {CHECK_BEFORE_RETRY}"
         )
+
+    # --- reads: status and downloads, retried ------------------------------------------------
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.retry_budget
+        last = ""
+        for n in range(READ_RETRY_ATTEMPTS):
+            try:
+                return await attempt()
+            except _Retryable as exc:
+                last = exc.reason
+                backoff = random.uniform(0, min(8.0, 0.5 * 2**n))  # noqa: S311 - jitter, not crypto
+                wait = max(exc.retry_after, backoff) if exc.retry_after is not None else backoff
+                if n == READ_RETRY_ATTEMPTS - 1 or time.monotonic() + wait > deadline:
+                    break
+                log.info("%s failed (%s); retrying in %.1f s", what, exc.reason, wait)
+                await anyio.sleep(wait)
+        raise MusicGPTError(f"{what} failed after retries: {last}. Try again in a minute.")
+
+    async def get_status(self, task_id: str) -> contract.StatusReply:
+        headers = self._auth_headers()
+        url = self.base_url + contract.STATUS_PATH
+        params = {"conversionType": contract.CONVERSION_TYPE, "task_id": task_id}
+
+        async def attempt() -> tuple[int, bytes | None]:
+            import httpx2
+
+            await self.status_limiter.acquire()
+            try:
+                async with self._client().stream("GET", url, params=params, headers=headers) as response:
+                    raw = await _read_capped(response)
+                    status = response.status_code
+                    if status in RETRYABLE_STATUSES:
+                        raise _Retryable(f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After")))
+                    return status, raw
+            except httpx2.TransportError as exc:
+                raise _Retryable(_describe(exc)) from None
+
+        status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt)
+        reply = contract.parse_json_object(raw) if raw is not None else None
+        if status == 404:
+            raise TaskNotFoundError(
+                f"MusicGPT has no extraction with task_id {task_id!r} (HTTP 404). Use the task_id exactly as "
+                "extract_stems returned it."
+            )
+        if not 200 <= status < 300:
+            said = contract.error_message(reply)
+            detail = f": {self._redact(said)}" if said else ""
+            if status in (401, 403):
+                raise MusicGPTError(
+                    f"MusicGPT refused the status request (HTTP {status}{detail}). Check MUSICGPT_API_KEY in "
+                    "this server's environment; it must be the key the job was submitted with."
+                )
+            raise MusicGPTError(f"MusicGPT's status request failed (HTTP {status}{detail}). Try again in a minute.")
+        if raw is None or reply is None:
+            what = "an oversized body" if raw is None else contract.describe_non_json(raw)
+            raise MusicGPTError(f"MusicGPT answered the status request with {what}. Try again in a minute.")
+        parsed = contract.parse_status_reply(reply)
+        if parsed is None:
+            said = contract.error_message(reply)
+            detail = f" It said: {_sentence(self._redact(said))}" if said else ""
+            raise MusicGPTError(
+                f"MusicGPT's status reply for task {task_id!r} had no conversion in it.{detail} Try again in a minute."
+            )
+        return parsed
+
+    async def download(
+        self,
+        url: str,
+        sink: BinaryIO,
+        *,
+        max_bytes: int,
+        on_bytes: Callable[[int], Awaitable[None]] | None = None,
+    ) -> int:
+        """Stream `url` into `sink` (rewound and truncated on each try); the byte count written.
+
+        Storage URLs are fetched without the API key: they are not MusicGPT's API, and a key sent
+        there could end up in a third party's logs.
+        """
+
+        async def attempt() -> int:
+            import httpx2
+
+            await anyio.to_thread.run_sync(_rewind, sink)
+            written = 0
+            try:
+                async with self._client().stream(
+                    "GET", url, headers={"Accept-Encoding": "identity"}, follow_redirects=True
+                ) as response:
+                    status = response.status_code
+                    if status in RETRYABLE_STATUSES:
+                        raise _Retryable(f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After")))
+                    if status != 200:
+                        raise DownloadError(f"the storage server answered HTTP {status}")
+                    declared = _content_length(response)
+                    if declared is not None and declared > max_bytes:
+                        raise DownloadError(
+                            f"the file is {declared} bytes, over the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
+                        )
+                    buffer = bytearray()
+                    async for chunk in response.aiter_raw():
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise DownloadError(
+                                f"the file grew past the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
+                            )
+                        buffer += chunk
+                        if len(buffer) >= DOWNLOAD_CHUNK:
+                            await anyio.to_thread.run_sync(sink.write, bytes(buffer))
+                            buffer.clear()
+                            if on_bytes is not None:
+                                await on_bytes(written)
+                    if buffer:
+                        await anyio.to_thread.run_sync(sink.write, bytes(buffer))
+                    if declared is not None and written != declared:
+                        raise _Retryable(f"the download was cut short ({written} of {declared} bytes)")
+                    if written == 0:
+                        raise DownloadError("the storage server sent an empty file")
+            except httpx2.TransportError as exc:
+                raise _Retryable(_describe(exc)) from None
+            await anyio.to_thread.run_sync(sink.flush)
+            if on_bytes is not None:
+                await on_bytes(written)
+            return written
+
+        return await self._retrying("Downloading the stem", attempt)
+
+
+def _rewind(sink: BinaryIO) -> None:
+    sink.seek(0)
+    sink.truncate()
+
+
+def _content_length(response: httpx2.Response) -> int | None:
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isdigit() else None
 
 
 async def _read_capped(response: httpx2.Response) -> bytes | None:

@@ -1,38 +1,54 @@
 """The MCP surface: tool schemas and descriptions for a model, and errors it can act on.
 
-Thin on purpose: MusicGPT calls live in `musicgpt`, file checks in `files`, the stem list in
-`catalog`. This module translates between them and MCP.
+Thin on purpose: MusicGPT calls live in `musicgpt`, waiting in `waiting`, file rules in `files`
+and `downloads`, the stem list in `catalog`, result shapes in `models`, prompt texts in `prompts`.
+This module wires them to MCP and turns their failures into `ToolError`s.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from pydantic import AfterValidator, Field
 
-from . import __version__
-from .catalog import DEFAULT_STEMS, Preprocessing, Stem, catalog_json
+from . import __version__, contract, prompts
+from .catalog import DEFAULT_STEMS, STEM_DESCRIPTIONS, Preprocessing, Stem, catalog_json
 from .config import ConfigError, Settings
+from .downloads import AUDIO_MIME, OutputRefused, folder_name, plan, resolve_output_dir, save_stems
 from .files import FileRefused, check_audio_file
+from .models import (
+    ExtractionStatus,
+    ExtractionSubmitted,
+    SavedFile,
+    SkippedStem,
+    StemsDownloaded,
+    StemUrls,
+)
 from .musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
+from .waiting import EtaHint, wait_for_job
 
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
+# Jobs this process submitted, remembered for their ETA and source name (for polling and folders).
+REMEMBERED_JOBS = 1000
 
 INSTRUCTIONS = (
-    "Splits songs into stems (vocals, drums, bass, guitar, piano, and more) with MusicGPT. "
-    "extract_stems submits a paid job and returns a task_id. The resource musicgpt://stems lists every "
-    "stem with what it holds."
+    "Splits songs into stems (vocals, drums, bass, guitar, piano, and more) with MusicGPT. The flow: "
+    "extract_stems (paid; returns a task_id) -> get_extraction with wait_seconds until done -> download_stems "
+    "(saves the files and returns their paths). The resource musicgpt://stems lists every stem with what it holds."
 )
 
 EXTRACT_STEMS_DESCRIPTION = """\
@@ -44,19 +60,49 @@ for stems, and do not call it again for the same song just because a call failed
 first, since some failures leave the job submitted.
 
 Give exactly one of audio_file (a local path) or audio_url. The call returns at once with a task_id \
-and an eta in seconds; the stems are not ready yet. Tell the user the job was submitted and keep the \
-task_id: it identifies this job with MusicGPT."""
+and an eta in seconds; the stems are not ready yet. Next: call get_extraction with the task_id and \
+wait_seconds to wait for the job, then download_stems to save the stems to disk."""
+
+GET_EXTRACTION_DESCRIPTION = """\
+Check a stem extraction job submitted with extract_stems, optionally waiting for it to finish. Free \
+(no credits).
+
+With wait_seconds > 0 the call waits (sending progress notifications) until the job is done or the \
+wait is over, whichever comes first; if it returns with done=false, call it again. A job that \
+FAILED or ended in ERROR is reported with MusicGPT's reason (done=true, succeeded=false). When \
+succeeded is true, call download_stems to save the stems."""
+
+DOWNLOAD_STEMS_DESCRIPTION = """\
+Save the stems of a finished extraction job to the user's disk and return the file paths. Free (no \
+credits). Call it after get_extraction reports succeeded=true.
+
+Files are named after the stem (vocals.mp3, drums.mp3, ...) in a folder per job under the user's \
+MusicGPT output folder. An existing file is never overwritten: an identical file is reused, a \
+different one gets a new name. Tell the user where the files are."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    hint: EtaHint
+    source: str
 
 
 @dataclass
 class AppState:
     client: MusicGPTClient | None
+    settings: Settings | None
     config_error: str | None = None
+    jobs: OrderedDict[str, Submitted] = field(default_factory=OrderedDict)
 
-    def require_client(self) -> MusicGPTClient:
-        if self.client is None:
+    def require(self) -> tuple[MusicGPTClient, Settings]:
+        if self.client is None or self.settings is None:
             raise ToolError(self.config_error or "The server is not configured.")
-        return self.client
+        return self.client, self.settings
+
+    def remember(self, task_id: str, job: Submitted) -> None:
+        self.jobs[task_id] = job
+        while len(self.jobs) > REMEMBERED_JOBS:
+            self.jobs.popitem(last=False)
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -70,21 +116,15 @@ def _unique(values: list[Any]) -> list[Any]:
 
 StemList = Annotated[list[Stem], AfterValidator(_unique)]
 PreprocessingList = Annotated[list[Preprocessing], AfterValidator(_unique)]
-
-
-class ExtractionSubmitted(BaseModel):
-    """What MusicGPT accepted."""
-
-    task_id: str = Field(description="MusicGPT's task ID: the handle for checking on this job.")
-    conversion_id: str | None = Field(description="MusicGPT's conversion ID for the same job, if it gave one.")
-    eta: int = Field(description="Seconds until MusicGPT expects the stems to be ready; -1 when unknown.")
-    credit_estimate: float | None = Field(
-        description="MusicGPT credits this job is expected to cost; null when MusicGPT did not say."
-    )
-    stems: list[Stem] = Field(description="The stems requested (MusicGPT's default set when none were named).")
-    preprocessing_options: list[Preprocessing] = Field(description="The preprocessing requested.")
-    source: str = Field(description="The audio submitted: the local file's name, or the URL.")
-    source_type: Literal["file", "url"] = Field(description="Whether a local file or a URL was submitted.")
+TaskId = Annotated[
+    str,
+    Field(
+        description="The task_id that extract_stems returned.",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+    ),
+]
 
 
 def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
@@ -98,7 +138,7 @@ def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
             # Start anyway: a host shows a crashed server as a red dot and nothing else, whereas a
             # tool error tells the user what to fix.
             log.error("configuration error: %s", exc)
-            yield AppState(client=None, config_error=f"The server's configuration is invalid: {exc}")
+            yield AppState(client=None, settings=None, config_error=f"The server's configuration is invalid: {exc}")
             return
         client = MusicGPTClient(
             resolved.base_url,
@@ -110,7 +150,7 @@ def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         try:
-            yield AppState(client=client)
+            yield AppState(client=client, settings=resolved)
         finally:
             await client.aclose()
 
@@ -211,7 +251,7 @@ def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
                 part = check_audio_file(file_arg)
             except FileRefused as exc:
                 raise ToolError(f"{exc} Nothing was submitted.") from None
-        client = state.require_client()
+        client, _ = state.require()
         request = ExtractionRequest(
             stems=list(stems),
             preprocessing_options=list(preprocessing_options),
@@ -233,8 +273,169 @@ def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
             source=part.filename if part else (url_arg or ""),
             source_type="file" if part else "url",
         )
+        state.remember(reply.task_id, Submitted(EtaHint(time.monotonic(), reply.eta), result.source))
         return CallToolResult(
             content=[TextContent(type="text", text=_submitted_summary(result))],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    @server.tool(
+        title="Check or wait for a stem extraction",
+        description=GET_EXTRACTION_DESCRIPTION,
+        annotations=ToolAnnotations(
+            title="Check or wait for a stem extraction",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=True,
+        ),
+    )
+    async def get_extraction(
+        ctx: Context[AppState],
+        task_id: TaskId,
+        wait_seconds: Annotated[
+            int,
+            Field(
+                description=(
+                    "How long to wait for the job to finish, in seconds. 0 (the default) just looks. Waits "
+                    "are capped by the server (50 s unless configured otherwise) so the call returns before "
+                    "hosts time out; call again to keep waiting."
+                ),
+                ge=0,
+                le=3600,
+            ),
+        ] = 0,
+    ) -> Annotated[CallToolResult, ExtractionStatus]:
+        state = ctx.request_context.lifespan_context
+        client, settings = state.require()
+        wait = min(wait_seconds, settings.max_wait)
+        remembered = state.jobs.get(task_id)
+
+        async def report(progress: float, total: float, message: str) -> None:
+            await ctx.report_progress(progress, total, message)
+
+        try:
+            status, waited = await wait_for_job(client, task_id, wait, remembered.hint if remembered else None, report)
+        except MusicGPTError as exc:
+            raise ToolError(str(exc)) from None
+        result = _status_model(task_id, status, waited)
+        text = _status_summary(result, remembered, wait_seconds, wait)
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+        )
+
+    @server.tool(
+        title="Download extracted stems",
+        description=DOWNLOAD_STEMS_DESCRIPTION,
+        annotations=ToolAnnotations(
+            title="Download extracted stems",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=True,
+        ),
+    )
+    async def download_stems(
+        ctx: Context[AppState],
+        task_id: TaskId,
+        stems: Annotated[
+            StemList | None,
+            Field(
+                description="Which stems to save, each named once. Omit to save every stem the job produced.",
+                json_schema_extra={"uniqueItems": True},
+            ),
+        ] = None,
+        format: Annotated[
+            Literal["mp3", "wav"],
+            Field(description="mp3 (smaller, the default) or wav (lossless, for editing and production)."),
+        ] = "mp3",
+        output_dir: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "Folder to save into. Omit it unless the user names a folder: by default each job gets "
+                    "its own folder under the user's MusicGPT output folder, which output_dir must lie inside."
+                ),
+                max_length=4096,
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, StemsDownloaded]:
+        state = ctx.request_context.lifespan_context
+        client, settings = state.require()
+        remembered = state.jobs.get(task_id)
+        try:
+            directory = resolve_output_dir(
+                output_dir, settings.output_dir, folder_name(remembered.source if remembered else None, task_id)
+            )
+        except OutputRefused as exc:
+            raise ToolError(f"{exc} Nothing was downloaded.") from None
+        try:
+            status = await client.get_status(task_id)
+        except MusicGPTError as exc:
+            raise ToolError(str(exc)) from None
+        if status.failed:
+            reason = f": {status.status_message}" if status.status_message else ""
+            raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to download.")
+        if not status.done:
+            raise ToolError(
+                f"Extraction {task_id} is not finished yet (status {status.status}). Call get_extraction with "
+                f"task_id={task_id!r} and wait_seconds={settings.max_wait} to wait for it, then download_stems again."
+            )
+        urls = status.mp3 if format == "mp3" else status.wav
+        jobs, skipped, missing = plan(urls, stems)
+        if missing:
+            available = ", ".join(sorted(k for k in urls if k in STEM_DESCRIPTIONS)) or "none"
+            raise ToolError(
+                f"Extraction {task_id} has no {format} file for {', '.join(missing)}. Stems available as "
+                f"{format}: {available}. Nothing was downloaded."
+            )
+        if not jobs:
+            raise ToolError(
+                f"Extraction {task_id} finished, but MusicGPT listed no {format} stems that can be downloaded"
+                + (f" ({'; '.join(f'{s.stem}: {s.reason}' for s in skipped)})" if skipped else "")
+                + (". Try format='wav'." if format == "mp3" and status.wav else ".")
+            )
+
+        async def on_bytes(total: int) -> None:
+            await ctx.report_progress(total, None, f"downloaded {_size(total)}")
+
+        try:
+            saved, failed = await save_stems(
+                client, jobs, format, directory, max_bytes=settings.max_download_bytes, on_bytes=on_bytes
+            )
+        except OSError as exc:
+            raise ToolError(
+                f"Could not write to {directory}: {exc.strerror or type(exc).__name__}. Check that the folder is "
+                "writable and the disk has space, or set MUSICGPT_MCP_OUTPUT_DIR to another folder."
+            ) from None
+        skipped += failed
+        if not saved:
+            reasons = "; ".join(f"{s.stem}: {s.reason}" for s in skipped)
+            raise ToolError(f"No stems could be saved for extraction {task_id}. {reasons}")
+        result = StemsDownloaded(
+            task_id=task_id,
+            directory=str(directory),
+            files=[
+                SavedFile(
+                    stem=s.stem, path=str(s.path), format=format, bytes=s.bytes, already_present=s.already_present
+                )
+                for s in saved
+            ],
+            skipped=[SkippedStem(stem=s.stem, reason=s.reason) for s in skipped],
+        )
+        links = [
+            ResourceLink(
+                type="resource_link",
+                uri=Path(f.path).as_uri(),
+                name=Path(f.path).name,
+                title=f"{f.stem} stem ({format})",
+                mime_type=AUDIO_MIME[format],
+                size=f.bytes,
+            )
+            for f in result.files
+        ]
+        return CallToolResult(
+            content=[TextContent(type="text", text=_download_summary(result)), *links],
             structured_content=result.model_dump(mode="json"),
         )
 
@@ -248,6 +449,26 @@ def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
     def stems_catalog() -> str:
         return json.dumps(catalog_json(), indent=2)
 
+    @server.resource(
+        "musicgpt://extractions/{task_id}",
+        name="extraction",
+        title="A stem extraction job",
+        description="The status of a MusicGPT extraction job, with stem URLs once it has finished (JSON).",
+        mime_type="application/json",
+    )
+    async def extraction_resource(task_id: str, ctx: Context[AppState]) -> str:
+        state = ctx.request_context.lifespan_context
+        if state.client is None:
+            raise ResourceError(state.config_error or "The server is not configured.")
+        if not task_id.replace("-", "").replace("_", "").isalnum() or len(task_id) > 200:
+            raise ResourceError(f"{task_id!r} is not a task ID.")
+        try:
+            status = await state.client.get_status(task_id)
+        except MusicGPTError as exc:
+            raise ResourceError(str(exc)) from None
+        return _status_model(task_id, status, 0.0).model_dump_json(indent=2)
+
+    prompts.register(server)
     return server
 
 
@@ -264,6 +485,36 @@ def _check_url(name: str, url: str) -> None:
         raise ToolError(f"{name} contains spaces or control characters; encode them. Nothing was submitted.")
 
 
+def _status_model(task_id: str, status: contract.StatusReply, waited: float) -> ExtractionStatus:
+    stems: dict[Stem, StemUrls] = {}
+    ignored: list[str] = []
+    for fmt, urls in (("mp3", status.mp3), ("wav", status.wav)):
+        for key, url in urls.items():
+            if key not in STEM_DESCRIPTIONS:
+                ignored.append(f"{key[:60]!r} ({fmt}): not a stem MusicGPT documents")
+                continue
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                ignored.append(f"{key} ({fmt}): URL is not http(s)")
+                continue
+            entry = stems.setdefault(key, StemUrls(mp3_url=None, wav_url=None))
+            if fmt == "mp3":
+                entry.mp3_url = url
+            else:
+                entry.wav_url = url
+    return ExtractionStatus(
+        task_id=task_id,
+        conversion_id=status.conversion_id,
+        status=status.status,
+        done=status.done,
+        succeeded=status.done and not status.failed,
+        status_message=status.status_message,
+        conversion_cost=status.conversion_cost,
+        stems=stems,
+        ignored=ignored,
+        waited_seconds=round(waited, 1),
+    )
+
+
 def _submitted_summary(result: ExtractionSubmitted) -> str:
     what = ", ".join(result.stems)
     wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
@@ -272,8 +523,54 @@ def _submitted_summary(result: ExtractionSubmitted) -> str:
     return (
         f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
         f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. "
-        "The stems are not ready yet; keep the task_id to check on the job."
+        f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
     )
 
 
-__all__ = ["AppState", "ExtractionSubmitted", "create_server"]
+def _status_summary(result: ExtractionStatus, remembered: Submitted | None, asked: int, wait: int) -> str:
+    tid = result.task_id
+    if result.succeeded:
+        formats = sorted({f for u in result.stems.values() for f, v in (("mp3", u.mp3_url), ("wav", u.wav_url)) if v})
+        return (
+            f"Extraction {tid} is COMPLETED: {', '.join(result.stems) or 'no stems listed'} ready "
+            f"({' and '.join(formats) or 'no files'}). Next: call download_stems with task_id={tid!r} to save them."
+        )
+    if result.done:
+        reason = f": {result.status_message}" if result.status_message else " (MusicGPT gave no reason)"
+        return (
+            f"Extraction {tid} ended with {result.status}{reason}. No stems were produced. Tell the user; "
+            "submitting again with extract_stems would be a new paid job."
+        )
+    note = ""
+    if result.status not in ("IN_QUEUE", "IN_PROGRESS"):
+        note = f" MusicGPT reported status {result.status!r}, which this server does not know; treating it as still running."
+    left = ""
+    if remembered and remembered.hint.eta >= 0:
+        remaining = remembered.hint.remaining(time.monotonic())
+        if remaining is not None and remaining >= 1:
+            left = f", about {round(remaining)} s left by MusicGPT's estimate"
+    capped = f" (wait_seconds was capped at {wait})" if asked > wait else ""
+    waited = f" after waiting {result.waited_seconds:g} s{capped}" if asked else ""
+    return (
+        f"Extraction {tid} is {result.status}{left}{waited}.{note} Call get_extraction again with "
+        f"task_id={tid!r} and wait_seconds={wait or 30} to keep waiting."
+    )
+
+
+def _download_summary(result: StemsDownloaded) -> str:
+    lines = [f"Saved {len(result.files)} stem file(s) for extraction {result.task_id} in {result.directory}:"]
+    for f in result.files:
+        kept = " (already there, identical)" if f.already_present else ""
+        lines.append(f"- {f.stem}: {f.path} ({_size(f.bytes)}){kept}")
+    for s in result.skipped:
+        lines.append(f"- not saved: {s.stem}: {s.reason}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    if n >= 1_048_576:
+        return f"{n / 1_048_576:.1f} MB"
+    return f"{max(1, round(n / 1024))} KB"
+
+
+__all__ = ["AppState", "create_server"]

@@ -13,9 +13,18 @@ import time
 from types import TracebackType
 
 from .app import API_PREFIX, build_app
-from .state import Fault, Job, ReceivedFile, ReceivedSubmit, SandboxState
+from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
-__all__ = ["Fault", "Job", "ReceivedFile", "ReceivedSubmit", "Sandbox", "SandboxState"]
+__all__ = [
+    "Fault",
+    "Job",
+    "ReceivedDownload",
+    "ReceivedFile",
+    "ReceivedSubmit",
+    "Sandbox",
+    "SandboxState",
+    "WebhookDelivery",
+]
 
 log = logging.getLogger(__name__)
 

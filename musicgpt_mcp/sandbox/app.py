@@ -5,22 +5,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
-from .state import Fault, ReceivedFile, ReceivedSubmit, SandboxState
+from .audio import mp3_silence, stem_frequency, wav_tone
+from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/public"
+FILES_PREFIX = "/files"
+# [seen] The storage URL the live API glues in front of its string-encoded stem maps.
+STORAGE_PREFIX = "https://lalals.s3.amazonaws.com/"
 # [guess] MusicGPT's words for a bad key; its docs do not show them.
 INVALID_KEY_MESSAGE = "Invalid API key"
 # Uploads are hashed as they are read back from the spool file, in chunks this size.
@@ -134,6 +141,130 @@ def build_app(state: SandboxState) -> Starlette:
             "eta": job.eta,
             "credit_estimate": job.credit_estimate,
         }
-        return JSONResponse(body)
+        origin = str(request.base_url).rstrip("/")
+        task = BackgroundTask(_deliver_webhook, state, job, origin) if job.webhook_url else None
+        return JSONResponse(body, background=task)
 
-    return Starlette(routes=[Route(API_PREFIX + contract.EXTRACTION_PATH, submit, methods=["POST"])])
+    async def status(request: Request) -> Response:
+        state.count_status_call()
+        fault = state.take_fault("status")
+        if fault is not None:
+            return await _fault_response(fault)
+        if request.headers.get(contract.AUTH_HEADER) != state.api_key:
+            return _error(401, INVALID_KEY_MESSAGE)
+        query = request.query_params
+        if query.get("conversionType") != contract.CONVERSION_TYPE:
+            return _error(400, f"conversionType must be one of: {contract.CONVERSION_TYPE}, ...")
+        task_id, conversion_id = query.get("task_id"), query.get("conversion_id")
+        if bool(task_id) == bool(conversion_id):
+            return _error(400, "Provide either task_id or conversion_id, not both.")
+        job = state.jobs.get(task_id) if task_id else _by_conversion(state, conversion_id or "")
+        if job is None:
+            return _error(404, contract.NOT_FOUND_MESSAGE)
+        origin = str(request.base_url).rstrip("/")
+        return JSONResponse({"success": True, "conversion": _conversion(state, job, origin)})
+
+    async def stem_file(request: Request) -> Response:
+        state.record_download(ReceivedDownload(request.url.path, request.headers.get(contract.AUTH_HEADER)))
+        job = state.jobs.get(request.path_params["task_id"])
+        stem, _, ext = str(request.path_params["name"]).rpartition(".")
+        if job is None or stem not in job.stems or ext not in ("mp3", "wav") or state.job_status(job) != "COMPLETED":
+            return Response(b"<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
+        data = (
+            wav_tone(state.stem_seconds, stem_frequency(STEMS.index(stem)))
+            if ext == "wav"
+            else mp3_silence(state.stem_seconds)
+        )
+        media = "audio/wav" if ext == "wav" else "audio/mpeg"
+        fault = state.take_fault("download")
+        if fault is not None:
+            return await _download_fault(fault, data, media)
+        return Response(data, media_type=media)
+
+    return Starlette(
+        routes=[
+            Route(API_PREFIX + contract.EXTRACTION_PATH, submit, methods=["POST"]),
+            Route(API_PREFIX + contract.STATUS_PATH, status, methods=["GET"]),
+            Route(FILES_PREFIX + "/{task_id}/{name}", stem_file, methods=["GET"]),
+        ]
+    )
+
+
+def _by_conversion(state: SandboxState, conversion_id: str) -> Job | None:
+    return next((job for job in list(state.jobs.values()) if job.conversion_id == conversion_id), None)
+
+
+def _stem_urls(job: Job, origin: str, ext: str) -> dict[str, str]:
+    return {stem: f"{origin}{FILES_PREFIX}/{job.task_id}/{stem}.{ext}" for stem in job.stems}
+
+
+def _conversion(state: SandboxState, job: Job, origin: str) -> dict[str, Any]:
+    """The `conversion` object of GET /byId, with stem maps in the shape the state selects."""
+    status = state.job_status(job)
+    created = datetime.now(UTC) - timedelta(seconds=max(0.0, state.clock() - job.created))
+    messages = {"IN_QUEUE": "Queued", "IN_PROGRESS": "Processing", "COMPLETED": "Conversion successful"}
+    conversion: dict[str, Any] = {
+        "task_id": job.task_id,
+        "conversion_id": job.conversion_id,
+        "conversion_type": contract.CONVERSION_TYPE,
+        "status": status,
+        "status_msg": job.fail_reason if status == "FAILED" else messages.get(status, status),
+        "conversion_cost": f"{job.credit_estimate}" if state.cost_as_string else job.credit_estimate,
+        "createdAt": created.isoformat().replace("+00:00", "Z"),
+        "updatedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    mp3_key, wav_key = (
+        ("conversion_path", "conversion_path_wav")
+        if state.map_keys == "conversion_path"
+        else ("audio_url", "audio_url_wav")
+    )
+    if status == "COMPLETED":
+        mp3 = job.mp3_override if job.mp3_override is not None else _stem_urls(job, origin, "mp3")
+        wav = job.wav_override if job.wav_override is not None else _stem_urls(job, origin, "wav")
+        conversion[mp3_key] = contract.encode_stem_map(mp3, state.stem_shape, STORAGE_PREFIX)
+        conversion[wav_key] = contract.encode_stem_map(wav, state.stem_shape, STORAGE_PREFIX)
+    else:
+        conversion[mp3_key] = None
+        conversion[wav_key] = None
+    return conversion
+
+
+async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
+    """POST the completion payload to the job's webhook once it has finished, as MusicGPT does."""
+    import httpx2
+
+    await anyio.sleep(state.seconds_to_completion(job) + 0.05)
+    url = job.webhook_url or ""
+    payload = {"success": True, **_conversion(state, job, origin)}
+    fault = state.take_fault("webhook")
+    if fault is not None:
+        await anyio.sleep(fault.delay)
+    try:
+        async with httpx2.AsyncClient(timeout=10.0) as client:
+            response = await client.post(url, json=payload)
+        state.record_webhook(WebhookDelivery(url, payload, response.status_code, None))
+    except httpx2.HTTPError as exc:
+        log.warning("sandbox webhook to %s failed: %s", url, type(exc).__name__)
+        state.record_webhook(WebhookDelivery(url, payload, None, type(exc).__name__))
+
+
+async def _download_fault(fault: Fault, data: bytes, media: str) -> Response:
+    if fault.action == "truncate":
+
+        async def partial() -> AsyncIterator[bytes]:
+            yield data[: fault.size]
+
+        # Declaring the whole length and sending less makes the server drop the connection mid-body.
+        return StreamingResponse(partial(), media_type=media, headers={"Content-Length": str(len(data))})
+    if fault.action == "stream":
+
+        async def zeros() -> AsyncIterator[bytes]:
+            block = bytes(1024 * 1024)
+            left = fault.size
+            while left > 0:
+                yield block[: min(left, len(block))]
+                left -= len(block)
+
+        headers = {"Content-Length": str(fault.size)} if fault.declare_length else {}
+        return StreamingResponse(zeros(), media_type=media, headers=headers)
+    return await _fault_response(fault)

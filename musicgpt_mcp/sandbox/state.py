@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Endpoint = Literal["submit", "status", "download"]
+Endpoint = Literal["submit", "status", "download", "webhook"]
+StemShape = Literal["prefixed-string", "json-string", "object", "plain-url"]
+MapKeys = Literal["conversion_path", "audio_url"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,9 @@ class Fault:
 
     action "respond" answers `status` with `body` (and `headers`) after `delay` seconds;
     "hang" waits `delay` seconds and then answers like "respond" (set a delay past the client's
-    timeout to simulate a hang).
+    timeout to simulate a hang). For downloads, "truncate" declares the whole file's length but
+    sends only `size` bytes of it and drops the connection, and "stream" sends `size` bytes of
+    zeros (declaring them only when `declare_length`), for files bigger than any stem.
     """
 
     status: int = 500
@@ -31,7 +35,9 @@ class Fault:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
-    action: Literal["respond", "hang"] = "respond"
+    action: Literal["respond", "hang", "truncate", "stream"] = "respond"
+    size: int = 0
+    declare_length: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,20 @@ class ReceivedSubmit:
     files: tuple[ReceivedFile, ...]
 
 
+@dataclass(frozen=True)
+class ReceivedDownload:
+    path: str
+    authorization: str | None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    url: str
+    payload: dict[str, object]
+    status: int | None
+    error: str | None
+
+
 @dataclass
 class Job:
     task_id: str
@@ -64,7 +84,11 @@ class Job:
     source: str
     webhook_url: str | None
     credit_estimate: float
+    # Test hooks: make the job fail with a reason, pin its status, or replace its stem maps.
     fail_reason: str | None = None
+    status_override: str | None = None
+    mp3_override: dict[str, str] | None = None
+    wav_override: dict[str, str] | None = None
 
 
 @dataclass
@@ -72,7 +96,19 @@ class SandboxState:
     api_key: str
     eta: int = 5
     clock: Callable[[], float] = time.monotonic
+    # Jobs age this many times faster than the clock, so tests need not wait out an eta.
+    time_scale: float = 1.0
+    # How stem maps are encoded in status replies and webhooks; the default is what the live API is
+    # reported to send. `cost_as_string` sends conversion_cost as a string, as has been seen.
+    stem_shape: StemShape = "prefixed-string"
+    map_keys: MapKeys = "conversion_path"
+    cost_as_string: bool = False
+    # Length of the generated stem audio.
+    stem_seconds: float = 2.0
     received: list[ReceivedSubmit] = field(default_factory=list)
+    downloads: list[ReceivedDownload] = field(default_factory=list)
+    status_calls: int = 0
+    webhooks: list[WebhookDelivery] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     _faults: dict[Endpoint, deque[Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,6 +129,34 @@ class SandboxState:
     def submits(self) -> list[ReceivedSubmit]:
         with self._lock:
             return list(self.received)
+
+    def record_download(self, download: ReceivedDownload) -> None:
+        with self._lock:
+            self.downloads.append(download)
+
+    def record_webhook(self, delivery: WebhookDelivery) -> None:
+        with self._lock:
+            self.webhooks.append(delivery)
+
+    def count_status_call(self) -> None:
+        with self._lock:
+            self.status_calls += 1
+
+    def job_status(self, job: Job) -> str:
+        """IN_QUEUE for the first fifth of the eta (at most a second), IN_PROGRESS until the eta,
+        then COMPLETED (or FAILED when a reason is set)."""
+        if job.status_override is not None:
+            return job.status_override
+        elapsed = (self.clock() - job.created) * self.time_scale
+        if elapsed < min(1.0, job.eta * 0.2):
+            return "IN_QUEUE"
+        if elapsed < job.eta:
+            return "IN_PROGRESS"
+        return "FAILED" if job.fail_reason else "COMPLETED"
+
+    def seconds_to_completion(self, job: Job) -> float:
+        elapsed = (self.clock() - job.created) * self.time_scale
+        return max(0.0, (job.eta - elapsed) / self.time_scale)
 
     def new_job(
         self,
@@ -121,5 +185,13 @@ class SandboxState:
     def reset(self) -> None:
         with self._lock:
             self.received.clear()
+            self.downloads.clear()
+            self.webhooks.clear()
+            self.status_calls = 0
             self.jobs.clear()
             self._faults.clear()
+        self.time_scale = 1.0
+        self.stem_shape = "prefixed-string"
+        self.map_keys = "conversion_path"
+        self.cost_as_string = False
+        self.stem_seconds = 2.0

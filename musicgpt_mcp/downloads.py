@@ -1,0 +1,201 @@
+"""Where stems land on disk, and how they get there without clobbering or leaving partial files.
+
+Names on disk come from our stem catalog, never from the server. Each stem is written to a hidden
+temporary file in the target directory and linked to its final name only when complete, so an
+interrupted download leaves nothing behind and an existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from .catalog import STEM_DESCRIPTIONS, Stem
+from .musicgpt import MusicGPTClient, MusicGPTError
+
+AUDIO_MIME: Final[dict[str, str]] = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()\-]+")
+
+
+class OutputRefused(Exception):
+    """The output location is not allowed; the message names the root and the fix."""
+
+
+def resolve_output_dir(requested: str | None, root: Path, default_name: str) -> Path:
+    """The directory to write into: `requested` (which must lie inside `root`) or root/default_name."""
+    root_resolved = root.expanduser().resolve()
+    if requested is None or not requested.strip():
+        return root_resolved / default_name
+    text = requested.strip()
+    if "\0" in text:
+        raise OutputRefused("output_dir contains a NUL character; give a plain directory path.")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = root_resolved / path
+    resolved = path.resolve()
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise OutputRefused(
+            f"output_dir {text!r} is outside the allowed output folder {root_resolved}. Omit output_dir to use a "
+            f"subfolder of {root_resolved}, give a folder inside it, or set MUSICGPT_MCP_OUTPUT_DIR to widen it."
+        )
+    return resolved
+
+
+def folder_name(source: str | None, task_id: str) -> str:
+    """A readable, safe folder name: the source file's (or URL's) stem plus the start of the task ID."""
+    base = ""
+    if source:
+        if source.startswith(("http://", "https://")):
+            tail = unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
+            base = tail or urlsplit(source).hostname or ""
+        else:
+            base = source
+        base = base.rsplit(".", 1)[0] if "." in base else base
+    base = _UNSAFE.sub("_", base).strip(" ._")[:80]
+    short = _UNSAFE.sub("_", task_id)[:8]
+    return f"{base} - {short}" if base else f"task-{short}"
+
+
+@contextmanager
+def temporary_file(directory: Path, final_name: str) -> Iterator[tuple[BinaryIO, Path]]:
+    """A hidden temporary file next to where `final_name` will go; removed unless finished."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".part", dir=directory)
+    path = Path(tmp)
+    f = os.fdopen(fd, "wb")
+    try:
+        yield f, path
+    finally:
+        f.close()
+        path.unlink(missing_ok=True)
+
+
+def finish(tmp: Path, directory: Path, stem: Stem, ext: str) -> tuple[Path, bool]:
+    """Give the finished temporary file its final name without overwriting anything.
+
+    Returns the path and whether an identical file was already there (then nothing new is kept),
+    which makes a repeated download idempotent rather than a pile of copies.
+    """
+    digest: str | None = None
+    for n in range(1, 1000):
+        name = f"{stem}.{ext}" if n == 1 else f"{stem} ({n}).{ext}"
+        final = directory / name
+        try:
+            # link() fails if the name exists: no check-then-write race with another writer.
+            os.link(tmp, final)
+            return final, False
+        except FileExistsError:
+            if digest is None:
+                digest = _sha256(tmp)
+            if final.is_file() and not final.is_symlink() and _sha256(final) == digest:
+                return final, True
+        except OSError:
+            # Filesystems without hard links: fall back to an exclusive create and copy.
+            try:
+                with final.open("xb") as out, tmp.open("rb") as src:
+                    while chunk := src.read(1024 * 1024):
+                        out.write(chunk)
+                return final, False
+            except FileExistsError:
+                continue
+    raise OutputRefused(f"Too many files named {stem}.* in {directory}; choose another output_dir.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Saved:
+    stem: Stem
+    path: Path
+    format: str
+    bytes: int
+    already_present: bool
+
+
+@dataclass(frozen=True)
+class Skipped:
+    stem: str
+    reason: str
+
+
+def plan(
+    urls: dict[str, str], wanted: Sequence[Stem] | None
+) -> tuple[list[tuple[Stem, str]], list[Skipped], list[Stem]]:
+    """Which (stem, url) pairs to fetch; what was skipped and why; which wanted stems are missing.
+
+    Keys that are not catalog stems are skipped (they would otherwise become file names), and so
+    are URLs that are not http(s).
+    """
+    known: dict[Stem, str] = {}
+    skipped: list[Skipped] = []
+    for key, url in urls.items():
+        if key not in STEM_DESCRIPTIONS:
+            skipped.append(Skipped(stem=key[:60], reason="not a stem MusicGPT documents; ignored"))
+            continue
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            skipped.append(Skipped(stem=key, reason=f"its URL is not http(s) ({scheme or 'no scheme'}); not fetched"))
+            continue
+        known[key] = url  # mypy narrows key to Stem through the membership test
+    if wanted:
+        missing = [stem for stem in wanted if stem not in known]
+        return [(stem, known[stem]) for stem in wanted if stem in known], skipped, missing
+    return list(known.items()), skipped, []
+
+
+async def save_stems(
+    client: MusicGPTClient,
+    jobs: Sequence[tuple[Stem, str]],
+    fmt: str,
+    directory: Path,
+    *,
+    max_bytes: int,
+    concurrency: int = 4,
+    on_bytes: Callable[[int], Awaitable[None]] | None = None,
+) -> tuple[list[Saved], list[Skipped]]:
+    """Download each stem concurrently (bounded) into `directory`; failures are reported per stem."""
+    await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
+    limiter = anyio.CapacityLimiter(concurrency)
+    saved: list[Saved] = []
+    failed: list[Skipped] = []
+    progress: dict[Stem, int] = {}
+
+    async def one(stem: Stem, url: str) -> None:
+        async def count(n: int) -> None:
+            progress[stem] = n
+            if on_bytes is not None:
+                await on_bytes(sum(progress.values()))
+
+        async with limiter:
+            with temporary_file(directory, f"{stem}.{fmt}") as (sink, tmp):
+                try:
+                    size = await client.download(url, sink, max_bytes=max_bytes, on_bytes=count)
+                except MusicGPTError as exc:
+                    failed.append(Skipped(stem=stem, reason=str(exc)))
+                    return
+                sink.close()
+                path, existed = await anyio.to_thread.run_sync(finish, tmp, directory, stem, fmt)
+                saved.append(Saved(stem=stem, path=path, format=fmt, bytes=size, already_present=existed))
+
+    async with anyio.create_task_group() as tg:
+        for stem, url in jobs:
+            tg.start_soon(one, stem, url)
+    order = {stem: i for i, (stem, _) in enumerate(jobs)}
+    saved.sort(key=lambda s: order[s.stem])
+    return saved, failed

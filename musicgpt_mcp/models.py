@@ -1,0 +1,71 @@
+"""The tools' structured results, as the model sees them (each becomes an outputSchema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .catalog import Preprocessing, Stem
+
+
+class ExtractionSubmitted(BaseModel):
+    """What MusicGPT accepted."""
+
+    task_id: str = Field(description="MusicGPT's task ID: pass it to get_extraction and download_stems.")
+    conversion_id: str | None = Field(description="MusicGPT's conversion ID for the same job, if it gave one.")
+    eta: int = Field(description="Seconds until MusicGPT expects the stems to be ready; -1 when unknown.")
+    credit_estimate: float | None = Field(
+        description="MusicGPT credits this job is expected to cost; null when MusicGPT did not say."
+    )
+    stems: list[Stem] = Field(description="The stems requested (MusicGPT's default set when none were named).")
+    preprocessing_options: list[Preprocessing] = Field(description="The preprocessing requested.")
+    source: str = Field(description="The audio submitted: the local file's name, or the URL.")
+    source_type: Literal["file", "url"] = Field(description="Whether a local file or a URL was submitted.")
+
+
+class StemUrls(BaseModel):
+    mp3_url: str | None = Field(description="Where MusicGPT stores the MP3 of this stem; null if none.")
+    wav_url: str | None = Field(description="Where MusicGPT stores the WAV of this stem; null if none.")
+
+
+class ExtractionStatus(BaseModel):
+    """A job's state as MusicGPT reports it."""
+
+    task_id: str = Field(description="The task ID asked about.")
+    conversion_id: str | None = Field(description="MusicGPT's conversion ID, if it gave one.")
+    status: str = Field(
+        description="MusicGPT's status as given: IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED or ERROR (others are "
+        "reported as they come and treated as still running)."
+    )
+    done: bool = Field(description="True once the job has finished, successfully or not.")
+    succeeded: bool = Field(description="True when the job finished and its stems can be downloaded.")
+    status_message: str | None = Field(description="MusicGPT's message, e.g. the reason a job failed.")
+    conversion_cost: float | None = Field(description="Credits MusicGPT charged for the job, when it says.")
+    stems: dict[Stem, StemUrls] = Field(description="Each finished stem and where to fetch it.")
+    ignored: list[str] = Field(description="Parts of MusicGPT's reply that were not used, and why.")
+    waited_seconds: float = Field(description="How long this call waited for the job.")
+
+
+class SavedFile(BaseModel):
+    stem: Stem = Field(description="Which stem this file holds.")
+    path: str = Field(description="Absolute path of the file on the user's disk.")
+    format: Literal["mp3", "wav"] = Field(description="Audio format.")
+    bytes: int = Field(description="File size in bytes.")
+    already_present: bool = Field(
+        description="True when an identical file was already there (from an earlier download) and was kept."
+    )
+
+
+class SkippedStem(BaseModel):
+    stem: str = Field(description="The stem (or unrecognised name) that was not saved.")
+    reason: str = Field(description="Why it was not saved.")
+
+
+class StemsDownloaded(BaseModel):
+    """What was saved where."""
+
+    task_id: str = Field(description="The job the stems came from.")
+    directory: str = Field(description="The folder the files were saved in.")
+    files: list[SavedFile] = Field(description="The files saved, one per stem.")
+    skipped: list[SkippedStem] = Field(description="Stems not saved, with the reason for each.")

@@ -1,0 +1,28 @@
+"""A sliding-window limit on calls per period, shared by every task in the process."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import anyio
+
+
+class RateLimiter:
+    def __init__(self, max_calls: int, period: float) -> None:
+        self.max_calls = max_calls
+        self.period = period
+        self._calls: deque[float] = deque()
+        self._lock = anyio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until one more call fits in the window, then count it."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._calls and now - self._calls[0] >= self.period:
+                    self._calls.popleft()
+                if len(self._calls) < self.max_calls:
+                    self._calls.append(now)
+                    return
+                await anyio.sleep(self.period - (now - self._calls[0]))

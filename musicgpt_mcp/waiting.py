@@ -1,0 +1,99 @@
+"""Waiting for a MusicGPT job: when to poll, and what to tell a person meanwhile. No MCP in here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from . import contract
+from .musicgpt import MusicGPTClient
+
+# Progress is reported at least this often while waiting, so a host's progress bar moves.
+TICK = 2.0
+MIN_POLL = 1.0
+MAX_POLL = 15.0
+# Poll intervals once the ETA is unknown or has passed: back off, but keep checking.
+OVERDUE_POLLS = (2.0, 3.0, 5.0, 5.0, 8.0, 10.0)
+
+Report = Callable[[float, float, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EtaHint:
+    """What extract_stems learned: when the job was submitted (monotonic) and MusicGPT's eta."""
+
+    submitted_at: float
+    eta: int
+
+    def remaining(self, now: float) -> float | None:
+        if self.eta < 0:
+            return None
+        return self.submitted_at + self.eta - now
+
+
+def next_poll(remaining: float | None, overdue_polls: int) -> float:
+    """Seconds until the next status call: at the ETA when one is pending, else backing off."""
+    if remaining is not None and remaining > MIN_POLL:
+        return min(remaining, MAX_POLL)
+    return OVERDUE_POLLS[min(overdue_polls, len(OVERDUE_POLLS) - 1)]
+
+
+def describe(status: contract.StatusReply, remaining: float | None) -> str:
+    if status.status in contract.QUEUED_STATUSES:
+        state = "queued"
+    elif status.status == "IN_PROGRESS":
+        state = "processing"
+    elif status.done:
+        return "finished" if not status.failed else f"failed ({status.status})"
+    else:
+        state = f"status {status.status}"
+    if remaining is None:
+        return state
+    if remaining >= 1:
+        return f"{state}, about {round(remaining)} s left"
+    return f"{state}, MusicGPT's estimate has passed; still checking"
+
+
+async def wait_for_job(
+    client: MusicGPTClient,
+    task_id: str,
+    wait_seconds: float,
+    hint: EtaHint | None,
+    report: Report,
+) -> tuple[contract.StatusReply, float]:
+    """Poll until the job is done or `wait_seconds` have passed; the last status and time waited.
+
+    Cancellation (the client's notifications/cancelled) interrupts the sleep at once and
+    propagates: nothing here swallows it.
+    """
+    start = time.monotonic()
+    deadline = start + wait_seconds
+    status = await client.get_status(task_id)
+    overdue = 0
+    last_progress = -1.0
+
+    async def tick(message: str) -> None:
+        nonlocal last_progress
+        # Progress must increase strictly, whatever the clock's resolution.
+        progress = max(time.monotonic() - start, last_progress + 0.001)
+        last_progress = progress
+        await report(round(progress, 3), wait_seconds, message)
+
+    while not status.done:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        remaining = hint.remaining(now) if hint else None
+        poll_at = now + next_poll(remaining, overdue)
+        if remaining is None or remaining <= MIN_POLL:
+            overdue += 1
+        poll_at = min(poll_at, deadline)
+        while (now := time.monotonic()) < poll_at:
+            await tick(describe(status, hint.remaining(now) if hint else None))
+            await anyio.sleep(min(TICK, poll_at - now))
+        status = await client.get_status(task_id)
+    await tick(describe(status, hint.remaining(time.monotonic()) if hint else None))
+    return status, time.monotonic() - start
