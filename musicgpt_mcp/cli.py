@@ -62,11 +62,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         create_server().run()
         return
 
+    import dataclasses
+
     from pydantic import SecretStr
 
     from .config import Settings
     from .sandbox import Sandbox
 
+    # The sandbox replaces the key and base URL; every other setting still comes from the environment.
+    env = {k: v for k, v in os.environ.items() if k not in ("MUSICGPT_API_KEY", "MUSICGPT_BASE_URL")}
     with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox:
-        settings = Settings(api_key=SecretStr(sandbox.api_key), base_url=sandbox.base_url)
+
+        def settings() -> Settings:
+            return dataclasses.replace(
+                Settings.from_env(env), api_key=SecretStr(sandbox.api_key), base_url=sandbox.base_url
+            )
+
         create_server(settings).run()

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,13 +127,19 @@ TaskId = Annotated[
 ]
 
 
-def create_server(settings: Settings | None = None) -> MCPServer[AppState]:
-    """The server. With `settings` None, configuration is read from the environment at start-up."""
+def create_server(settings: Settings | Callable[[], Settings] | None = None) -> MCPServer[AppState]:
+    """The server. Configuration is `settings`, or made by calling it, or (None) read from the
+    environment, at start-up; a configuration error then surfaces in each tool call."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         try:
-            resolved = settings if settings is not None else Settings.from_env()
+            if settings is None:
+                resolved = Settings.from_env()
+            elif isinstance(settings, Settings):
+                resolved = settings
+            else:
+                resolved = settings()
         except ConfigError as exc:
             # Start anyway: a host shows a crashed server as a red dot and nothing else, whereas a
             # tool error tells the user what to fix.
