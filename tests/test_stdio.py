@@ -140,7 +140,11 @@ def test_missing_key_and_bad_base_url_do_not_crash_the_server() -> None:
     ):
         messages, _, returncode = run_raw(requests, subprocess_env(**env), {1, 2, 3})
         by_id = {m["id"]: m for m in messages if "id" in m}
-        assert sorted(t["name"] for t in by_id[2]["result"]["tools"]) == ["download_stems", "extract_stems", "get_extraction"]
+        assert sorted(t["name"] for t in by_id[2]["result"]["tools"]) == [
+            "download_stems",
+            "extract_stems",
+            "get_extraction",
+        ]
         assert by_id[3]["result"]["isError"] is True
         assert expected in by_id[3]["result"]["content"][0]["text"]
         assert returncode == 0
