@@ -79,9 +79,13 @@ async def run(source: str | None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         if not real:
+            # The demo song and its stems live in a temporary folder: allow exactly that folder.
             env["MUSICGPT_MCP_OUTPUT_DIR"] = str(Path(tmp) / "stems")
-        elif os.environ.get("MUSICGPT_MCP_OUTPUT_DIR"):
-            env["MUSICGPT_MCP_OUTPUT_DIR"] = os.environ["MUSICGPT_MCP_OUTPUT_DIR"]
+            env["MUSICGPT_MCP_ALLOWED_DIRS"] = str(Path(tmp).resolve())
+        else:
+            for name in ("MUSICGPT_MCP_OUTPUT_DIR", "MUSICGPT_MCP_ALLOWED_DIRS"):
+                if os.environ.get(name):
+                    env[name] = os.environ[name]
         if source is None or not real:
             arguments: dict[str, object] = {"audio_file": str(demo_song(Path(tmp)))}
         elif source.startswith(("http://", "https://")):

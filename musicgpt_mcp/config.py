@@ -35,6 +35,17 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "Base URL of the MusicGPT public API; the server appends /v1/Extraction and friends.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_ALLOWED_DIRS",
+        "(the MCP client's roots, else your home folder)",
+        "Folders audio files may be uploaded from, separated by the OS path separator (':' or ';' on "
+        "Windows). Files outside them are refused. download_stems may also save into them.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_MAX_UPLOAD_MB",
+        "4096",
+        "Largest audio file extract_stems uploads, in MB.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_OUTPUT_DIR",
         "~/Music/MusicGPT",
         "Where download_stems saves stems (one subfolder per job). output_dir arguments must lie inside it.",
@@ -71,6 +82,9 @@ class Settings:
     read_timeout: float = 60.0
     write_timeout: float = 120.0
     output_dir: Path = Path("~/Music/MusicGPT")
+    # None: the MCP client's roots, else the home folder (decided per call, see files.allowed_dirs).
+    allowed_dirs: tuple[Path, ...] | None = None
+    max_upload_bytes: int = 4096 * 1024 * 1024
     max_wait: int = 50
     max_download_bytes: int = 4096 * 1024 * 1024
 
@@ -84,12 +98,28 @@ class Settings:
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
         output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
         return cls(
+            allowed_dirs=_dirs(env.get("MUSICGPT_MCP_ALLOWED_DIRS")),
+            max_upload_bytes=_int(env, "MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
             api_key=SecretStr(raw_key) if raw_key else None,
             base_url=normalise_base_url(base_url),
             output_dir=Path(output_dir),
             max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
             max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
         )
+
+
+def _dirs(raw: str | None) -> tuple[Path, ...] | None:
+    if raw is None or not raw.strip():
+        return None
+    dirs = []
+    for item in raw.split(os.pathsep):
+        if not item.strip():
+            continue
+        path = Path(item.strip()).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"MUSICGPT_MCP_ALLOWED_DIRS must list absolute folders; {item.strip()!r} is relative.")
+        dirs.append(path)
+    return tuple(dirs)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

@@ -32,8 +32,9 @@ class OutputRefused(Exception):
     """The output location is not allowed; the message names the root and the fix."""
 
 
-def resolve_output_dir(requested: str | None, root: Path, default_name: str) -> Path:
-    """The directory to write into: `requested` (which must lie inside `root`) or root/default_name."""
+def resolve_output_dir(requested: str | None, root: Path, default_name: str, also_allowed: Sequence[Path] = ()) -> Path:
+    """The directory to write into: `requested` (which must lie inside `root` or `also_allowed`,
+    after following symlinks and `..`) or root/default_name."""
     root_resolved = root.expanduser().resolve()
     if requested is None or not requested.strip():
         return root_resolved / default_name
@@ -44,12 +45,14 @@ def resolve_output_dir(requested: str | None, root: Path, default_name: str) -> 
     if not path.is_absolute():
         path = root_resolved / path
     resolved = path.resolve()
-    if resolved != root_resolved and root_resolved not in resolved.parents:
-        raise OutputRefused(
-            f"output_dir {text!r} is outside the allowed output folder {root_resolved}. Omit output_dir to use a "
-            f"subfolder of {root_resolved}, give a folder inside it, or set MUSICGPT_MCP_OUTPUT_DIR to widen it."
-        )
-    return resolved
+    for allowed in (root_resolved, *(p.expanduser().resolve() for p in also_allowed)):
+        if resolved == allowed or allowed in resolved.parents:
+            return resolved
+    others = f" (or inside {', '.join(str(p) for p in also_allowed)})" if also_allowed else ""
+    raise OutputRefused(
+        f"output_dir {text!r} is outside the allowed output folder {root_resolved}{others}. Omit output_dir to use "
+        f"a subfolder of {root_resolved}, give a folder inside it, or set MUSICGPT_MCP_OUTPUT_DIR to widen it."
+    )
 
 
 def folder_name(source: str | None, task_id: str) -> str:

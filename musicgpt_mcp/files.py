@@ -1,16 +1,21 @@
-"""Which local files may be uploaded, checked before any network request.
+"""Which local files may leave the machine, checked before any network request.
 
-The path comes from a model, which may have been steered by text it read, so it is treated as
-hostile: it must be absolute (or start with ~), name an existing regular file we can read, and
-the checks run on the resolved path.
+The path comes from a model, which may have been steered by a prompt injection in something it
+read, so it is hostile until checked: it must resolve (symlinks and `..` followed) to a regular,
+non-empty, not-too-large file inside the allowed folders whose first bytes are a known audio
+container. A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
+and how a user can allow what they meant.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
 from . import contract
 from .multipart import FilePart
@@ -33,12 +38,75 @@ AUDIO_CONTENT_TYPES: Final[dict[str, str]] = {
     ".aifc": "audio/aiff",
     ".webm": "audio/webm",
     ".mka": "audio/x-matroska",
+    ".mkv": "audio/x-matroska",
     ".wma": "audio/x-ms-wma",
+    ".asf": "audio/x-ms-wma",
 }
+
+# filetype's names for the containers MusicGPT can take audio from: MP3/ID3, WAV/RIFF, FLAC,
+# OGG (Vorbis and Opus), MP4/M4A, ADTS AAC, AIFF, WebM/Matroska and WMA/ASF.
+AUDIO_CONTAINERS: Final = frozenset(
+    {"mp3", "wav", "flac", "ogg", "m4a", "mp4", "m4v", "aac", "aiff", "webm", "mkv", "wmv"}
+)
+SNIFF_BYTES: Final = 8192
+
+DEFAULT_MAX_UPLOAD_MB: Final = 4096
 
 
 class FileRefused(Exception):
-    """The file may not be uploaded; the message says why and what the user can do."""
+    """The file may not be uploaded; the message says which rule refused it and what to do."""
+
+
+@dataclass(frozen=True)
+class AllowedDirs:
+    """The folders files may be read from (or stems saved into), and where that list came from."""
+
+    dirs: tuple[Path, ...]
+    origin: str  # for messages: "MUSICGPT_MCP_ALLOWED_DIRS", "the MCP client's roots", "your home folder"
+    how_to_widen: str
+
+    def containing(self, resolved: Path) -> Path | None:
+        return next((d for d in self.dirs if resolved == d or d in resolved.parents), None)
+
+    def describe(self) -> str:
+        return ", ".join(str(d) for d in self.dirs) or "(none)"
+
+
+def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] | None) -> AllowedDirs:
+    """MUSICGPT_MCP_ALLOWED_DIRS when set; else the client's file:// roots, when it offers any; else home."""
+    if configured is not None:
+        return AllowedDirs(
+            tuple(_resolve_dir(p) for p in configured),
+            "MUSICGPT_MCP_ALLOWED_DIRS",
+            "add its folder to MUSICGPT_MCP_ALLOWED_DIRS (separated by ':' or ';' on Windows) in the server's "
+            "environment and restart the server",
+        )
+    roots = [p for p in (_root_path(uri) for uri in client_roots or ()) if p is not None]
+    if roots:
+        return AllowedDirs(
+            tuple(_resolve_dir(p) for p in roots),
+            "the MCP client's roots",
+            "open its folder as a workspace root in your MCP client, or set MUSICGPT_MCP_ALLOWED_DIRS in the "
+            "server's environment to list the folders yourself",
+        )
+    return AllowedDirs(
+        (_resolve_dir(Path.home()),),
+        "your home folder",
+        "move it into your home folder, or set MUSICGPT_MCP_ALLOWED_DIRS in the server's environment to the "
+        "folders that may be read",
+    )
+
+
+def _root_path(uri: str) -> Path | None:
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(parts.path))
+    return path if path.is_absolute() else None
+
+
+def _resolve_dir(path: Path) -> Path:
+    return path.expanduser().resolve()
 
 
 def content_type_for(path: Path) -> str:
@@ -55,9 +123,7 @@ def expand_user_path(raw: str) -> Path:
         try:
             path = Path(text).expanduser()
         except RuntimeError:
-            raise FileRefused(
-                f"Cannot expand {text!r}: the home directory is unknown. Give an absolute path."
-            ) from None
+            raise FileRefused(f"Cannot expand {text!r}: the home folder is unknown. Give an absolute path.") from None
     else:
         path = Path(text)
     if not path.is_absolute():
@@ -68,8 +134,8 @@ def expand_user_path(raw: str) -> Path:
     return path
 
 
-def check_audio_file(raw: str) -> FilePart:
-    """The upload for `raw`, or FileRefused. Opens nothing but a stat; the upload opens it again."""
+def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart:
+    """The upload for `raw`, or FileRefused. Only a stat and a peek at the first bytes happen here."""
     path = expand_user_path(raw)
     try:
         resolved = path.resolve(strict=True)
@@ -77,6 +143,20 @@ def check_audio_file(raw: str) -> FilePart:
         raise FileRefused(f"No file at {path}. Check the path (and its spelling) and try again.") from None
     except (OSError, RuntimeError) as exc:
         raise FileRefused(f"Cannot resolve {path}: {_reason(exc)}.") from None
+
+    if allowed.containing(resolved) is None:
+        lexical = Path(os.path.normpath(path))
+        if allowed.containing(lexical) is not None and lexical != resolved:
+            raise FileRefused(
+                f"{path} is a link to {resolved}, which is outside the folders files may be read from "
+                f"({allowed.origin}: {allowed.describe()}). Give the real file's path if it should be sent; to "
+                f"allow it, {allowed.how_to_widen}."
+            )
+        raise FileRefused(
+            f"{resolved} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
+            f"To send it, {allowed.how_to_widen}."
+        )
+
     try:
         info = resolved.stat()
     except OSError as exc:
@@ -85,23 +165,57 @@ def check_audio_file(raw: str) -> FilePart:
         raise FileRefused(f"{path} is a directory. Give the path of one audio file inside it.")
     if not stat.S_ISREG(info.st_mode):
         raise FileRefused(f"{path} is not a regular file (it is a device, pipe or socket); give an audio file.")
-    if not os.access(resolved, os.R_OK):
-        raise FileRefused(f"{path} is not readable by this server (permission denied). Check its permissions.")
-    try:
-        # Opening proves readability where os.access cannot (ACLs, network filesystems).
-        with resolved.open("rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise FileRefused(f"Cannot read {path}: {_reason(exc)}.") from None
     if info.st_size == 0:
         raise FileRefused(f"{path} is empty (0 bytes); give an audio file.")
+    if info.st_size > max_bytes:
+        raise FileRefused(
+            f"{path} is {info.st_size / 1_048_576:.0f} MB, over the {max_bytes // 1_048_576} MB upload limit. "
+            "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
+            "environment."
+        )
+    head = read_head(resolved, info)
+    kind = sniff(head)
+    if kind not in AUDIO_CONTAINERS:
+        found = f"its content looks like {kind}" if kind else "its first bytes match no audio format"
+        raise FileRefused(
+            f"{path} does not look like an audio file ({found}), so it was not sent. Give an audio file "
+            "(MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in another "
+            "format, convert it to one of those first."
+        )
     return FilePart(
         name=contract.FIELD_AUDIO_FILE,
         path=resolved,
         filename=path.name,
         content_type=content_type_for(path),
         size=info.st_size,
+        identity=(info.st_dev, info.st_ino),
     )
+
+
+def read_head(resolved: Path, info: os.stat_result) -> bytes:
+    """The first bytes, read without following a swapped-in link and without blocking on a FIFO."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as exc:
+        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
+            raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+        return os.read(fd, SNIFF_BYTES)
+    except OSError as exc:
+        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+    finally:
+        os.close(fd)
+
+
+def sniff(head: bytes) -> str | None:
+    """filetype's name for the container `head` starts, or None."""
+    import filetype  # imported on first use: the stdio start-up path does not need it
+
+    kind = filetype.guess(head)
+    return str(kind.extension) if kind is not None else None
 
 
 def _reason(exc: BaseException) -> str:

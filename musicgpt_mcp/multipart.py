@@ -25,6 +25,9 @@ class FilePart:
     filename: str
     content_type: str
     size: int
+    # (st_dev, st_ino) of the file that passed the checks: the upload refuses any other file that
+    # appears at the same path in between.
+    identity: tuple[int, int] | None = None
 
 
 def _quote(value: str) -> str:
@@ -62,7 +65,11 @@ class MultipartBody:
         yield self._head
         if self._file is not None:
             remaining = self._file.size
-            async with await anyio.open_file(self._file.path, "rb", buffering=0) as f:
+            async with await anyio.open_file(self._file.path, "rb", buffering=0, opener=_open_no_follow) as f:
+                if self._file.identity is not None:
+                    info = os.fstat(f.wrapped.fileno())
+                    if (info.st_dev, info.st_ino) != self._file.identity:
+                        raise FileChangedError(self._file.path)
                 while remaining > 0:
                     chunk = await f.read(min(CHUNK_SIZE, remaining))
                     if not chunk:
@@ -75,7 +82,13 @@ class MultipartBody:
         yield self._tail
 
 
+def _open_no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
 class FileChangedError(OSError):
+    """The file is no longer the one that was checked: replaced, or shorter than it was."""
+
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} changed size while it was being uploaded")
+        super().__init__(f"{path} changed while it was being uploaded")
         self.path = path

@@ -165,7 +165,7 @@ class MusicGPTClient:
             ) from None
         except FileChangedError:
             raise MusicGPTError(
-                "The audio file changed size while it was being uploaded, so the upload was stopped. "
+                "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped. "
                 "MusicGPT may or may not have created a job from the partial request. Wait until the file "
                 f"is no longer being written, then submit again. {CHECK_BEFORE_RETRY}"
             ) from None

@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from mcp.server.mcpserver import Context, MCPServer
+import anyio
+from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ListRootsResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import AfterValidator, Field
 
 from . import __version__, contract, prompts
 from .catalog import DEFAULT_STEMS, STEM_DESCRIPTIONS, Preprocessing, Stem, catalog_json
 from .config import ConfigError, Settings
 from .downloads import AUDIO_MIME, OutputRefused, folder_name, plan, resolve_output_dir, save_stems
-from .files import FileRefused, check_audio_file
+from .files import AllowedDirs, FileRefused, allowed_dirs, check_audio_file
 from .models import (
     ExtractionStatus,
     ExtractionSubmitted,
@@ -125,6 +126,24 @@ TaskId = Annotated[
         pattern=r"^[A-Za-z0-9_-]+$",
     ),
 ]
+
+
+async def _client_roots(ctx: Context[AppState]) -> ListRoots | None:
+    """Ask the client for its roots, unless the user configured folders or the client has none."""
+    settings = ctx.request_context.lifespan_context.settings
+    if settings is not None and settings.allowed_dirs is not None:
+        return None
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return None
+    return ListRoots()
+
+
+ClientRoots = Annotated[ListRootsResult | None, Resolve(_client_roots)]
+
+
+def _allowed(settings: Settings, roots: ListRootsResult | None) -> AllowedDirs:
+    return allowed_dirs(settings.allowed_dirs, [str(r.uri) for r in roots.roots] if roots else None)
 
 
 def create_server(settings: Settings | Callable[[], Settings] | None = None) -> MCPServer[AppState]:
@@ -235,6 +254,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
                 max_length=MAX_URL_LENGTH,
             ),
         ] = None,
+        client_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, ExtractionSubmitted]:
         state = ctx.request_context.lifespan_context
         file_arg = audio_file.strip() if audio_file and audio_file.strip() else None
@@ -251,13 +271,15 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
         if hook:
             _check_url("webhook_url", hook)
+        client, settings = state.require()
         part = None
         if file_arg:
             try:
-                part = check_audio_file(file_arg)
+                part = await anyio.to_thread.run_sync(
+                    check_audio_file, file_arg, _allowed(settings, client_roots), settings.max_upload_bytes
+                )
             except FileRefused as exc:
                 raise ToolError(f"{exc} Nothing was submitted.") from None
-        client, _ = state.require()
         request = ExtractionRequest(
             stems=list(stems),
             preprocessing_options=list(preprocessing_options),
@@ -365,13 +387,21 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
                 max_length=4096,
             ),
         ] = None,
+        client_roots: ClientRoots = None,
     ) -> Annotated[CallToolResult, StemsDownloaded]:
         state = ctx.request_context.lifespan_context
         client, settings = state.require()
         remembered = state.jobs.get(task_id)
+        # Saving is allowed into the output folder, and into folders the user listed or the client
+        # offered as roots, but never into the whole home folder just because reading falls back to it.
+        extra = _allowed(settings, client_roots)
+        also = extra.dirs if extra.origin != "your home folder" else ()
         try:
             directory = resolve_output_dir(
-                output_dir, settings.output_dir, folder_name(remembered.source if remembered else None, task_id)
+                output_dir,
+                settings.output_dir,
+                folder_name(remembered.source if remembered else None, task_id),
+                also_allowed=also,
             )
         except OutputRefused as exc:
             raise ToolError(f"{exc} Nothing was downloaded.") from None

@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import sys
+import tempfile
 import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -43,8 +44,17 @@ def sandbox(_sandbox_session: Sandbox) -> Sandbox:
     return _sandbox_session
 
 
+TMP = Path(tempfile.gettempdir()).resolve()
+
+
 def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"api_key": SecretStr(sandbox.api_key), "base_url": sandbox.base_url}
+    # Tests' files live under the temp folder, so that is what they may upload (and save into).
+    values: dict[str, Any] = {
+        "api_key": SecretStr(sandbox.api_key),
+        "base_url": sandbox.base_url,
+        "allowed_dirs": (TMP,),
+        "output_dir": TMP / "musicgpt-mcp-tests-output",
+    }
     values.update(overrides)
     return Settings(**values)
 

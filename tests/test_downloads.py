@@ -100,20 +100,44 @@ async def test_existing_files_are_not_clobbered(sandbox: Sandbox, song: Path, tm
 
 async def test_output_dir_outside_root_is_refused(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
+    music = tmp_path / "music"
+    music.mkdir()
+    song = song.rename(music / song.name)
     sandbox.state.eta = 0
-    async with connect(make_settings(sandbox, output_dir=root)) as client:
+    async with connect(make_settings(sandbox, output_dir=root, allowed_dirs=(music,))) as client:
         task_id = await submit(client, song, ["vocals"])
         outside = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(tmp_path / "else")})
         escape = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(root / ".." / "x")})
         inside = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(root / "mine")})
     for result in (outside, escape):
         assert result.is_error
-        assert f"is outside the allowed output folder {root.resolve()}" in text_of(result)
+        assert f"is outside the allowed output folder {root.resolve()} (or inside {music})." in text_of(result)
         assert "MUSICGPT_MCP_OUTPUT_DIR" in text_of(result)
     assert not inside.is_error, inside.content
     assert (root / "mine" / "vocals.mp3").is_file()
     assert not (tmp_path / "else").exists()
     assert not (tmp_path / "x").exists()
+
+
+async def test_output_dir_may_be_an_allowed_folder_but_not_through_a_link(
+    sandbox: Sandbox, song: Path, tmp_path: Path
+) -> None:
+    music = tmp_path / "music"
+    music.mkdir()
+    song = song.rename(music / song.name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (music / "link").symlink_to(elsewhere)
+    sandbox.state.eta = 0
+    async with connect(make_settings(sandbox, output_dir=tmp_path / "root", allowed_dirs=(music,))) as client:
+        task_id = await submit(client, song, ["vocals"])
+        beside = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(music / "stems")})
+        via_link = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(music / "link")})
+    assert not beside.is_error, beside.content
+    assert (music / "stems" / "vocals.mp3").is_file()
+    assert via_link.is_error
+    assert "is outside the allowed output folder" in text_of(via_link)
+    assert list(elsewhere.iterdir()) == []
 
 
 async def test_hostile_stem_map(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from mcp import Client, StdioServerParameters
 
 from musicgpt_mcp.sandbox import Sandbox
 
-from .conftest import PYTHON, SECRET_KEY, subprocess_env
+from .conftest import PYTHON, SECRET_KEY, TMP, subprocess_env
 
 pytestmark = pytest.mark.anyio
 
 
 def server_params(*args: str, **env: str) -> StdioServerParameters:
+    env.setdefault("MUSICGPT_MCP_ALLOWED_DIRS", str(TMP))
     return StdioServerParameters(command=PYTHON, args=["-m", "musicgpt_mcp", *args], env=subprocess_env(**env))
 
 
