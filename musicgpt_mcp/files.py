@@ -169,7 +169,7 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
         raise FileRefused(f"{path} is empty (0 bytes); give an audio file.")
     if info.st_size > max_bytes:
         raise FileRefused(
-            f"{path} is {info.st_size / 1_048_576:.0f} MB, over the {max_bytes // 1_048_576} MB upload limit. "
+            f"{path} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )

@@ -60,8 +60,8 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[Client]:
-    async with Client(create_server(settings), raise_exceptions=True) as client:
+async def connect(settings: Settings, **client_options: Any) -> AsyncIterator[Client]:
+    async with Client(create_server(settings), raise_exceptions=True, **client_options) as client:
         yield client
 
 

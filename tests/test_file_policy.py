@@ -1,0 +1,185 @@
+"""Which local files may leave the machine. None of the refusals may produce a request."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.types import ListRootsResult, Root
+
+from musicgpt_mcp.sandbox import Sandbox
+
+from .conftest import connect, make_settings, wav_bytes
+from .test_status import text_of
+
+pytestmark = pytest.mark.anyio
+
+PEM = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> dict[str, Path]:
+    music = tmp_path / "music"
+    other = tmp_path / "other"
+    music.mkdir()
+    other.mkdir()
+    (music / "song.wav").write_bytes(wav_bytes())
+    (other / "secret.wav").write_bytes(wav_bytes())
+    return {"music": music, "other": other}
+
+
+async def refused(sandbox: Sandbox, path: str, client_options: dict[str, Any] | None = None, **settings: Any) -> str:
+    async with connect(make_settings(sandbox, **settings), **(client_options or {})) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": path})
+    assert result.is_error, result.structured_content
+    assert sandbox.state.submits() == []
+    text = text_of(result)
+    assert text.endswith("Nothing was submitted.")
+    return text
+
+
+async def accepted(sandbox: Sandbox, path: str, client_options: dict[str, Any] | None = None, **settings: Any) -> None:
+    async with connect(make_settings(sandbox, **settings), **(client_options or {})) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": path})
+    assert not result.is_error, text_of(result)
+    assert len(sandbox.state.submits()) == 1
+
+
+async def test_outside_allowed_dirs(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    text = await refused(sandbox, str(layout["other"] / "secret.wav"), allowed_dirs=(layout["music"],))
+    assert text.endswith(
+        f"{(layout['other'] / 'secret.wav').resolve()} is outside the folders files may be read from "
+        f"(MUSICGPT_MCP_ALLOWED_DIRS: {layout['music'].resolve()}). To send it, add its folder to "
+        "MUSICGPT_MCP_ALLOWED_DIRS (separated by ':' or ';' on Windows) in the server's environment and restart "
+        "the server. Nothing was submitted."
+    )
+
+
+async def test_inside_allowed_dirs(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    await accepted(sandbox, str(layout["music"] / "song.wav"), allowed_dirs=(layout["music"],))
+
+
+async def test_symlink_escape(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    link = layout["music"] / "innocent.wav"
+    link.symlink_to(layout["other"] / "secret.wav")
+    text = await refused(sandbox, str(link), allowed_dirs=(layout["music"],))
+    assert f"{link} is a link to {(layout['other'] / 'secret.wav').resolve()}, which is outside" in text
+
+
+async def test_symlinked_folder_escape(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    (layout["music"] / "more").symlink_to(layout["other"])
+    text = await refused(sandbox, str(layout["music"] / "more" / "secret.wav"), allowed_dirs=(layout["music"],))
+    assert "is a link to" in text
+
+
+async def test_dot_dot(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    text = await refused(sandbox, str(layout["music"] / ".." / "other" / "secret.wav"), allowed_dirs=(layout["music"],))
+    assert "is outside the folders files may be read from" in text
+
+
+async def test_dev_zero(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    assert "is outside the folders" in await refused(sandbox, "/dev/zero", allowed_dirs=(layout["music"],))
+    # Even where /dev is allowed, a device is not a file.
+    text = await refused(sandbox, "/dev/zero", allowed_dirs=(Path("/dev"),))
+    assert text.endswith(
+        "/dev/zero is not a regular file (it is a device, pipe or socket); give an audio file. Nothing was submitted."
+    )
+
+
+async def test_fifo(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    os.mkfifo(layout["music"] / "pipe.wav")
+    text = await refused(sandbox, str(layout["music"] / "pipe.wav"), allowed_dirs=(layout["music"],))
+    assert "is not a regular file" in text
+
+
+async def test_directory(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    text = await refused(sandbox, str(layout["music"]), allowed_dirs=(layout["music"],))
+    assert "is a directory" in text
+
+
+async def test_empty(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    (layout["music"] / "empty.mp3").touch()
+    text = await refused(sandbox, str(layout["music"] / "empty.mp3"), allowed_dirs=(layout["music"],))
+    assert "is empty (0 bytes)" in text
+
+
+async def test_oversize(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    big = layout["music"] / "big.wav"
+    big.write_bytes(b"RIFF\x00\x00\x30\x00WAVEfmt " + bytes(3 * 1024 * 1024))
+    text = await refused(sandbox, str(big), allowed_dirs=(layout["music"],), max_upload_bytes=2 * 1024 * 1024)
+    assert text.endswith(
+        f"{big} is 3.0 MB, over the 2 MB upload limit. Use a shorter or compressed file (e.g. mp3), or raise "
+        "MUSICGPT_MCP_MAX_UPLOAD_MB in the server's environment. Nothing was submitted."
+    )
+
+
+async def test_private_key_renamed_to_mp3(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    fake = layout["music"] / "song.mp3"
+    fake.write_bytes(PEM)
+    text = await refused(sandbox, str(fake), allowed_dirs=(layout["music"],))
+    assert text.startswith(
+        f"Error executing tool extract_stems: {fake} does not look like an audio file (its first bytes match no audio format)"
+    )
+
+
+async def test_zip_renamed_to_wav(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    fake = layout["music"] / "song.wav"
+    fake.write_bytes(b"PK\x03\x04" + bytes(100))
+    text = await refused(sandbox, str(fake), allowed_dirs=(layout["music"],))
+    assert "does not look like an audio file (its content looks like zip)" in text
+
+
+def roots_callback(*roots: Path) -> Any:
+    async def callback(context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=root.as_uri(), name=root.name) for root in roots])  # type: ignore[arg-type]
+
+    return callback
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_roots_offered_by_the_client(sandbox: Sandbox, layout: dict[str, Path], mode: str) -> None:
+    options = {"list_roots_callback": roots_callback(layout["music"]), "mode": mode}
+    text = await refused(sandbox, str(layout["other"] / "secret.wav"), options, allowed_dirs=None)
+    assert f"(the MCP client's roots: {layout['music'].resolve()})" in text
+    assert "open its folder as a workspace root in your MCP client" in text
+    await accepted(sandbox, str(layout["music"] / "song.wav"), options, allowed_dirs=None)
+
+
+async def test_configured_dirs_win_over_client_roots(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    options = {"list_roots_callback": roots_callback(layout["other"])}
+    text = await refused(sandbox, str(layout["other"] / "secret.wav"), options, allowed_dirs=(layout["music"],))
+    assert "(MUSICGPT_MCP_ALLOWED_DIRS:" in text
+
+
+async def test_home_is_the_fallback(sandbox: Sandbox, layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(layout["music"]))
+    text = await refused(sandbox, str(layout["other"] / "secret.wav"), allowed_dirs=None)
+    assert f"(your home folder: {layout['music'].resolve()})" in text
+    await accepted(sandbox, "~/song.wav", allowed_dirs=None)
+
+
+# Minimal but genuine headers of each audio container the policy accepts.
+CONTAINERS = {
+    "id3.mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(64),
+    "frames.mp3": b"\xff\xfb\x90\xc0" + bytes(413),
+    "riff.wav": wav_bytes(0.01),
+    "x.flac": b"fLaC\x00\x00\x00\x22" + bytes(64),
+    "x.ogg": b"OggS\x00\x02" + bytes(64),
+    "x.opus": b"OggS\x00\x02" + bytes(20) + b"OpusHead" + bytes(32),
+    "x.m4a": b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
+    "x.mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64),
+    "x.aac": b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(64),
+    "x.aiff": b"FORM\x00\x00\x00\x40AIFFCOMM" + bytes(64),
+    "x.webm": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x84webm" + bytes(64),
+    "x.mka": b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x88matroska" + bytes(64),
+    "x.wma": bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+async def test_each_audio_container_is_accepted(sandbox: Sandbox, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(CONTAINERS[name])
+    await accepted(sandbox, str(path), allowed_dirs=(tmp_path,))
