@@ -59,6 +59,8 @@ READ_RETRY_ATTEMPTS = 4
 READ_RETRY_BUDGET = 30.0
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 DOWNLOAD_CHUNK = 1024 * 1024
+# Only failures to connect are retried on submit: nothing was sent, so nothing can be charged.
+SUBMIT_CONNECT_ATTEMPTS = 3
 
 
 class MissingAPIKeyError(MusicGPTError):
@@ -123,6 +125,28 @@ class MusicGPTClient:
             raise MissingAPIKeyError()
         return {contract.AUTH_HEADER: self._api_key.get_secret_value()}
 
+    def _describe(self, exc: Exception) -> str:
+        """What went wrong on the wire, in words a person can act on; the exact exception goes to the log."""
+        import httpx2
+
+        connect, read, write = self._timeouts
+        log.info("transport failure: %s: %s", type(exc).__name__, self._redact(str(exc)))
+        if isinstance(exc, httpx2.ConnectTimeout):
+            return f"connecting timed out after {connect:g} s"
+        if isinstance(exc, httpx2.ConnectError):
+            return "the connection was refused or the host is unreachable"
+        if isinstance(exc, httpx2.PoolTimeout):
+            return "no free connection"
+        if isinstance(exc, httpx2.ReadTimeout):
+            return f"no reply within {read:g} s"
+        if isinstance(exc, httpx2.WriteTimeout):
+            return f"sending stalled for {write:g} s"
+        if isinstance(exc, httpx2.RemoteProtocolError):
+            return "the server closed the connection before its reply was complete"
+        if isinstance(exc, httpx2.NetworkError):
+            return "the connection was reset"
+        return type(exc).__name__
+
     def _redact(self, text: str) -> str:
         """Belt and braces: never let the key through, even if a server echoes it back."""
         if self._api_key is not None:
@@ -154,14 +178,25 @@ class MusicGPTClient:
             body.content_length,
         )
         try:
-            async with self._client().stream("POST", url, content=body, headers=headers) as response:
-                raw = await _read_capped(response)
-                status = response.status_code
-                retry_after = response.headers.get("Retry-After")
+            for attempt in range(SUBMIT_CONNECT_ATTEMPTS):
+                try:
+                    async with self._client().stream("POST", url, content=body, headers=headers) as response:
+                        raw = await _read_capped(response)
+                        status = response.status_code
+                        retry_after = response.headers.get("Retry-After")
+                    break
+                except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
+                    # No connection was made, so no byte of the request left: the one retry that
+                    # cannot charge twice.
+                    if attempt == SUBMIT_CONNECT_ATTEMPTS - 1:
+                        raise
+                    log.info("could not connect to MusicGPT; retrying the submit (nothing was sent)")
+                    await anyio.sleep(0.5 * 2**attempt)
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise MusicGPTError(
-                f"Could not connect to MusicGPT at {self.base_url} ({_describe(exc)}). Nothing was sent, so "
-                "nothing was charged. Check the network connection (and MUSICGPT_BASE_URL, if set) and try again."
+                f"Could not connect to MusicGPT at {self.base_url} ({self._describe(exc)}; tried "
+                f"{SUBMIT_CONNECT_ATTEMPTS} times). Nothing was sent, so nothing was charged. Check the network "
+                "connection (and MUSICGPT_BASE_URL, if set) and try again."
             ) from None
         except FileChangedError:
             raise MusicGPTError(
@@ -171,12 +206,12 @@ class MusicGPTClient:
             ) from None
         except httpx2.TimeoutException as exc:
             raise MusicGPTError(
-                f"MusicGPT did not answer in time ({_describe(exc)}). The extraction may or may not have been "
+                f"MusicGPT did not answer in time ({self._describe(exc)}). The extraction may or may not have been "
                 f"submitted. {CHECK_BEFORE_RETRY}"
             ) from None
         except httpx2.TransportError as exc:
             raise MusicGPTError(
-                f"The connection to MusicGPT broke during the request ({_describe(exc)}). The extraction may "
+                f"The connection to MusicGPT broke during the request ({self._describe(exc)}). The extraction may "
                 f"or may not have been submitted. {CHECK_BEFORE_RETRY}"
             ) from None
         except OSError as exc:
@@ -291,7 +326,7 @@ class MusicGPTClient:
                         raise _Retryable(f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After")))
                     return status, raw
             except httpx2.TransportError as exc:
-                raise _Retryable(_describe(exc)) from None
+                raise _Retryable(self._describe(exc)) from None
 
         status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt)
         reply = contract.parse_json_object(raw) if raw is not None else None
@@ -374,7 +409,7 @@ class MusicGPTClient:
                     if written == 0:
                         raise DownloadError("the storage server sent an empty file")
             except httpx2.TransportError as exc:
-                raise _Retryable(_describe(exc)) from None
+                raise _Retryable(self._describe(exc)) from None
             await anyio.to_thread.run_sync(sink.flush)
             if on_bytes is not None:
                 await on_bytes(written)
@@ -427,15 +462,6 @@ def _retry_after_seconds(value: str | None) -> int | None:
 
 def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _describe(exc: Exception) -> str:
-    """An exception's class, plus its text when that text is short and carries no headers."""
-    name = type(exc).__name__
-    text = str(exc).strip()
-    if text and len(text) <= 120:
-        return f"{name}: {text}"
-    return name
 
 
 def _version() -> str:

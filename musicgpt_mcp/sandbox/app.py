@@ -43,9 +43,28 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(contract.error_reply(message), status_code=status)
 
 
-async def _fault_response(fault: Fault) -> Response:
+def _reset(request: Request) -> Response:
+    """Abort the client's TCP connection with an RST, as a crashing proxy or a flaky network would."""
+    import socket
+    import struct
+
+    # The ASGI spec has no way to reset a connection; uvicorn's receive callable is bound to the
+    # request cycle, which holds the transport. Test infrastructure only.
+    transport = getattr(getattr(request.receive, "__self__", None), "transport", None)
+    if transport is None:
+        raise RuntimeError("this ASGI server does not expose its transport; cannot reset")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return Response(b"", status_code=500)
+
+
+async def _fault_response(fault: Fault, request: Request | None = None) -> Response:
     if fault.delay:
         await anyio.sleep(fault.delay)
+    if fault.action == "reset" and request is not None:
+        return _reset(request)
     return Response(fault.body, status_code=fault.status, media_type=fault.content_type, headers=dict(fault.headers))
 
 
@@ -83,6 +102,15 @@ async def _hash_upload(upload: UploadFile) -> ReceivedFile:
 def build_app(state: SandboxState) -> Starlette:
     async def submit(request: Request) -> Response:
         authorization = request.headers.get(contract.AUTH_HEADER)
+        fault = state.take_fault("submit")
+        if fault is not None and fault.action == "reset" and fault.size > 0:
+            seen = 0
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen >= fault.size:
+                    break
+            state.record(ReceivedSubmit(authorization, request.headers.get("content-type", ""), {}, (), complete=False))
+            return _reset(request)
         fields: dict[str, str] = {}
         files: list[ReceivedFile] = []
         # Starlette spools file parts to disk past 1 MB, so a large upload never sits in memory.
@@ -103,9 +131,8 @@ def build_app(state: SandboxState) -> Starlette:
                 files=tuple(files),
             )
         )
-        fault = state.take_fault("submit")
         if fault is not None:
-            return await _fault_response(fault)
+            return await _fault_response(fault, request)
         if authorization != state.api_key:
             return _error(401, INVALID_KEY_MESSAGE)
 
@@ -149,7 +176,7 @@ def build_app(state: SandboxState) -> Starlette:
         state.count_status_call()
         fault = state.take_fault("status")
         if fault is not None:
-            return await _fault_response(fault)
+            return await _fault_response(fault, request)
         if request.headers.get(contract.AUTH_HEADER) != state.api_key:
             return _error(401, INVALID_KEY_MESSAGE)
         query = request.query_params
@@ -178,7 +205,7 @@ def build_app(state: SandboxState) -> Starlette:
         media = "audio/wav" if ext == "wav" else "audio/mpeg"
         fault = state.take_fault("download")
         if fault is not None:
-            return await _download_fault(fault, data, media)
+            return await _download_fault(fault, data, media, request)
         return Response(data, media_type=media)
 
     return Starlette(
@@ -248,7 +275,7 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
         state.record_webhook(WebhookDelivery(url, payload, None, type(exc).__name__))
 
 
-async def _download_fault(fault: Fault, data: bytes, media: str) -> Response:
+async def _download_fault(fault: Fault, data: bytes, media: str, request: Request) -> Response:
     if fault.action == "truncate":
 
         async def partial() -> AsyncIterator[bytes]:
@@ -267,4 +294,4 @@ async def _download_fault(fault: Fault, data: bytes, media: str) -> Response:
 
         headers = {"Content-Length": str(fault.size)} if fault.declare_length else {}
         return StreamingResponse(zeros(), media_type=media, headers=headers)
-    return await _fault_response(fault)
+    return await _fault_response(fault, request)

@@ -25,9 +25,12 @@ class Fault:
 
     action "respond" answers `status` with `body` (and `headers`) after `delay` seconds;
     "hang" waits `delay` seconds and then answers like "respond" (set a delay past the client's
-    timeout to simulate a hang). For downloads, "truncate" declares the whole file's length but
-    sends only `size` bytes of it and drops the connection, and "stream" sends `size` bytes of
-    zeros (declaring them only when `declare_length`), for files bigger than any stem.
+    timeout to simulate a hang). "reset" aborts the TCP connection with an RST instead of
+    answering; on submit with `size` > 0 it does so after reading only `size` bytes of the upload
+    (a reset mid-upload). For downloads, "truncate" declares the whole file's length but sends
+    only `size` bytes of it and drops the connection, and "stream" sends `size` bytes of zeros
+    (declaring them only when `declare_length`), for files bigger than any stem. A lying
+    Content-Length is a "respond" fault with that header set.
     """
 
     status: int = 500
@@ -35,7 +38,7 @@ class Fault:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
-    action: Literal["respond", "hang", "truncate", "stream"] = "respond"
+    action: Literal["respond", "hang", "reset", "truncate", "stream"] = "respond"
     size: int = 0
     declare_length: bool = True
 
@@ -57,6 +60,8 @@ class ReceivedSubmit:
     content_type: str
     fields: dict[str, str]
     files: tuple[ReceivedFile, ...]
+    # False when the connection was reset before the whole body arrived.
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,14 @@ class SandboxState:
         with self._lock:
             self.jobs[job.task_id] = job
         return job
+
+    def clear_records(self) -> None:
+        """Forget what was received, keeping jobs, faults and settings."""
+        with self._lock:
+            self.received.clear()
+            self.downloads.clear()
+            self.webhooks.clear()
+            self.status_calls = 0
 
     def reset(self) -> None:
         with self._lock:
