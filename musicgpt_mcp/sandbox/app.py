@@ -263,6 +263,11 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
+    if not _is_loopback(url):
+        # The sandbox is an offline double: it never reaches beyond this machine.
+        log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", url)
+        state.record_webhook(WebhookDelivery(url, payload, None, "not loopback"))
+        return
     fault = state.take_fault("webhook")
     if fault is not None:
         await anyio.sleep(fault.delay)
@@ -273,6 +278,19 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     except httpx2.HTTPError as exc:
         log.warning("sandbox webhook to %s failed: %s", url, type(exc).__name__)
         state.record_webhook(WebhookDelivery(url, payload, None, type(exc).__name__))
+
+
+def _is_loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _download_fault(fault: Fault, data: bytes, media: str, request: Request) -> Response:
