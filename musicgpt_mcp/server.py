@@ -174,6 +174,8 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         )
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
+        else:
+            _redact_logs(resolved.api_key.get_secret_value())
         try:
             yield AppState(client=client, settings=resolved)
         finally:
@@ -506,6 +508,28 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
 
     prompts.register(server)
     return server
+
+
+class _Redact(logging.Filter):
+    """Defence in depth: no log line carries the key, whichever library wrote it."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
+        return True
+
+
+def _redact_logs(secret: str) -> None:
+    if len(secret) < 8:  # too short to tell from ordinary text
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redact) and f.secret == secret for f in handler.filters):
+            handler.addFilter(_Redact(secret))
 
 
 def _check_url(name: str, url: str) -> None:

@@ -147,7 +147,7 @@ def test_fuzz_extract_stems(fuzz_env: tuple[BlockingPortal, Client, Sandbox, Pat
 
 
 def test_fuzz_get_extraction_and_download(fuzz_env: tuple[BlockingPortal, Client, Sandbox, Path]) -> None:
-    portal, client, sandbox, root = fuzz_env
+    portal, client, _, root = fuzz_env
     submitted = portal.call(
         client.call_tool, "extract_stems", {"audio_file": str(root / "song.wav"), "stems": ["vocals"]}
     )
