@@ -34,6 +34,12 @@ STATUS_CALLS_PER_MINUTE: Final = 200
 
 # Replies are small JSON documents; anything bigger is not MusicGPT talking.
 MAX_REPLY_BYTES: Final = 1024 * 1024
+# What a task ID may look like (MusicGPT's are UUIDs). A reply's task_id must match it too, so
+# every ID we hand the model is one the status tools accept.
+TASK_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,200}$"
+# Bounds on what a stem map may hold before we show it to a model.
+MAX_STEM_URL: Final = 2048
+MAX_STEM_ENTRIES: Final = 64
 
 
 def error_reply(message: str) -> dict[str, Any]:
@@ -90,7 +96,7 @@ class SubmitReply:
 def parse_submit_reply(reply: dict[str, Any]) -> SubmitReply | None:
     """[docs] The 200 reply of POST /v1/Extraction; None when it carries no usable task_id."""
     task_id = reply.get("task_id")
-    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
+    if not isinstance(task_id, str) or not re.fullmatch(TASK_ID_PATTERN, task_id.strip()):
         return None
     conversion_id = reply.get("conversion_id")
     eta = reply.get("eta")
@@ -196,7 +202,8 @@ def parse_stem_map(value: object) -> dict[str, str]:
     and allow only http(s) URLs.
     """
     if isinstance(value, dict):
-        return {str(k): v for k, v in value.items() if isinstance(v, str) and v}
+        entries = [(str(k), v) for k, v in value.items() if isinstance(v, str) and 0 < len(v) <= MAX_STEM_URL]
+        return dict(entries[:MAX_STEM_ENTRIES])
     if not isinstance(value, str) or not value.strip():
         return {}
     text = value.strip()
@@ -210,6 +217,8 @@ def parse_stem_map(value: object) -> dict[str, str]:
             return parse_stem_map(parsed)
         return {}
     # A single URL: its file name (vocals.mp3) is the only hint of which stem it holds.
+    if len(text) > MAX_STEM_URL:
+        return {}
     name = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0]
     return {stem: text} if stem else {}

@@ -123,7 +123,7 @@ TaskId = Annotated[
         description="The task_id that extract_stems returned.",
         min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=contract.TASK_ID_PATTERN,
     ),
 ]
 

@@ -166,6 +166,11 @@ async def test_refused_connection_says_nothing_was_sent(sandbox: Sandbox) -> Non
             "MusicGPT answered HTTP 200 without a task_id. It said: queue full.",
         ),
         (b'{"success": true, "task_id": 42}', "application/json", "MusicGPT answered HTTP 200 without a task_id."),
+        (
+            b'{"success": true, "task_id": "../../x y"}',
+            "application/json",
+            "MusicGPT answered HTTP 200 without a task_id.",
+        ),
     ],
 )
 async def test_unusable_success_replies(sandbox: Sandbox, body: bytes, content_type: str, expected: str) -> None:
