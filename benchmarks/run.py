@@ -1,0 +1,402 @@
+"""The benchmark suite: one command, a table on stdout, the figures as JSON.
+
+    uv run python benchmarks/run.py                 # full run (64 MB, 512 MB and 2 GB transfers)
+    uv run python benchmarks/run.py --smoke         # small files, one run each (CI keeps it from rotting)
+
+Everything runs on loopback against benchmarks/sink.py, a MusicGPT double that itself streams.
+Each figure is taken beside its reference in the same run, alternating the two, and reported as
+medians, absolute and as a ratio, against the targets of the performance issue:
+
+1. cold start: process start to the tools/list answer over stdio, beside a one-tool MCPServer;
+2. upload: extract_stems with a local file, beside `curl -F` to the same endpoint (+ server peak RSS);
+3. download: download_stems, beside `curl -o` of the same file (+ server peak RSS);
+4. overhead: p50/p99 of extract_stems (URL input) through the in-process Client, beside a bare
+   httpx2 POST of the same request;
+5. concurrency: 50 simultaneous calls on one stdio session, beside one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+KEY = "benchmark-key"
+MB = 1024 * 1024
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    ours: float
+    reference: float
+    reference_name: str
+    ratio: float  # ours relative to the reference, oriented so that higher is better for us
+    target: str
+    met: bool | None
+    runs: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# --- the sink and the server under test ---------------------------------------------------------
+
+
+@contextmanager
+def sink() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "sink.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    port = int(proc.stdout.readline())
+    try:
+        yield f"http://127.0.0.1:{port}/api/public"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def server_env(base_url: str, work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")}
+    env.update(
+        MUSICGPT_API_KEY=KEY,
+        MUSICGPT_BASE_URL=base_url,
+        MUSICGPT_MCP_ALLOWED_DIRS=str(work),
+        MUSICGPT_MCP_OUTPUT_DIR=str(work / "out"),
+        MUSICGPT_MCP_MAX_UPLOAD_MB="8192",
+        MUSICGPT_MCP_MAX_DOWNLOAD_MB="8192",
+        MUSICGPT_MCP_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def server_pid() -> int:
+    """Our stdio server: the child process running musicgpt_mcp."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and b"musicgpt_mcp" in cmdline:
+            return int(entry.name)
+    raise RuntimeError("server process not found")
+
+
+def memory(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+def reset_peak(pid: int) -> None:
+    # Linux: writing 5 resets the peak RSS (VmHWM) to the current RSS.
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def curl(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS of one curl run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(["curl", "-sS", "--fail", *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"curl failed: {args}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def make_audio(path: Path, size: int) -> None:
+    """A sparse file with an ID3 header: the file policy accepts it, and reading it costs no disk."""
+    with path.open("wb") as f:
+        f.write(b"ID3\x04\x00\x00\x00\x00\x00\x00")
+        f.truncate(size)
+
+
+# --- 1. cold start ---------------------------------------------------------------------------------
+
+INIT = (
+    b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+    b'"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}\n'
+    b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+    b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n'
+)
+
+
+def time_to_tools(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(INIT)
+    proc.stdin.flush()
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{cmd} exited before answering tools/list")
+        if json.loads(line).get("id") == 2:
+            break
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()
+    proc.wait(timeout=10)
+    return elapsed
+
+
+def bench_cold_start(runs: int, base_url: str, work: Path) -> Figure:
+    env = server_env(base_url, work)
+    ours_cmd = [sys.executable, "-m", "musicgpt_mcp"]
+    floor_cmd = [sys.executable, str(HERE / "floor_server.py")]
+    time_to_tools(ours_cmd, env)  # warm the OS file cache for both
+    time_to_tools(floor_cmd, env)
+    ours, floor = [], []
+    for _ in range(runs):
+        ours.append(time_to_tools(ours_cmd, env))
+        floor.append(time_to_tools(floor_cmd, env))
+    o, f = median(ours), median(floor)
+    return Figure("cold start to tools/list", "s", o, f, "one-tool MCPServer", f / o, "<= 1.15x the floor",
+                  o <= 1.15 * f, runs, {"ours_all": ours, "floor_all": floor})
+
+
+# --- 2, 3. transfers -------------------------------------------------------------------------------
+
+
+async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path) -> list[Figure]:
+    figures: list[Figure] = []
+    params = StdioServerParameters(command=sys.executable, args=["-m", "musicgpt_mcp"], env=server_env(base_url, work))
+    async with Client(params) as client:
+        await client.list_tools()
+        pid = server_pid()
+        for size in sizes:
+            path = work / f"upload-{size // MB}MB.mp3"
+            make_audio(path, size)
+            ours_t, curl_t, growth, curl_rss = [], [], [], []
+            for _ in range(runs):
+                reset_peak(pid)
+                idle = memory(pid)["VmRSS"]
+                started = time.perf_counter()
+                result = await client.call_tool("extract_stems", {"audio_file": str(path), "stems": ["vocals"]})
+                ours_t.append(time.perf_counter() - started)
+                if result.is_error:
+                    raise RuntimeError(f"upload failed: {result.content}")
+                growth.append(memory(pid)["VmHWM"] - idle)
+                elapsed, rss = await anyio.to_thread.run_sync(curl, [
+                    "-o", "/dev/null", "-H", f"Authorization: {KEY}", "-F", "stems=[]",
+                    "-F", "preprocessing_options=[]", "-F", f"audio_file=@{path};type=audio/mpeg",
+                    base_url + "/v1/Extraction",
+                ])
+                curl_t.append(elapsed)
+                curl_rss.append(rss)
+            path.unlink()
+            figures.append(transfer_figure("upload", size, ours_t, curl_t, growth, curl_rss, runs))
+
+            ours_t, curl_t, growth, curl_rss = [], [], [], []
+            url = base_url.split("/api/")[0] + f"/files/{size}/vocals.mp3"
+            for i in range(runs):
+                out = work / "out" / f"run-{size}-{i}"
+                reset_peak(pid)
+                idle = memory(pid)["VmRSS"]
+                started = time.perf_counter()
+                result = await client.call_tool(
+                    "download_stems", {"task_id": f"dl-{size}-{i}", "output_dir": str(out)}
+                )
+                ours_t.append(time.perf_counter() - started)
+                if result.is_error:
+                    raise RuntimeError(f"download failed: {result.content}")
+                growth.append(memory(pid)["VmHWM"] - idle)
+                shutil.rmtree(out)
+                target = work / "curl-download.mp3"
+                elapsed, rss = await anyio.to_thread.run_sync(curl, ["-o", str(target), url])
+                curl_t.append(elapsed)
+                curl_rss.append(rss)
+                target.unlink()
+            figures.append(transfer_figure("download", size, ours_t, curl_t, growth, curl_rss, runs))
+    return figures
+
+
+def transfer_figure(
+    kind: str, size: int, ours: list[float], ref: list[float], growth: list[int], curl_rss: list[int], runs: int
+) -> Figure:
+    ours_mbps = size / MB / median(ours)
+    curl_mbps = size / MB / median(ref)
+    peak = max(growth)
+    return Figure(
+        f"{kind} {size // MB} MB", "MB/s", ours_mbps, curl_mbps, f"curl {'-F' if kind == 'upload' else '-o'}",
+        ours_mbps / curl_mbps, ">= 0.8x curl; RSS growth <= 64 MB", ours_mbps >= 0.8 * curl_mbps and peak <= 64 * MB,
+        runs, {"server_rss_growth_mb": round(peak / MB, 1), "curl_peak_rss_mb": round(max(curl_rss) / MB, 1),
+               "ours_s": ours, "curl_s": ref},
+    )
+
+
+# --- 4. overhead -----------------------------------------------------------------------------------
+
+
+async def bench_overhead(calls: int, base_url: str, work: Path) -> Figure:
+    import httpx2
+    from pydantic import SecretStr
+
+    from musicgpt_mcp.config import Settings
+    from musicgpt_mcp.server import create_server
+
+    settings = Settings(api_key=SecretStr(KEY), base_url=base_url, allowed_dirs=(work,), output_dir=work / "out")
+    args = {"audio_url": "https://example.com/song.mp3", "stems": ["vocals", "drums"]}
+    fields = {"stems": (None, '["vocals", "drums"]'), "preprocessing_options": (None, "[]"),
+              "audio_url": (None, "https://example.com/song.mp3")}
+    ours: list[float] = []
+    bare: list[float] = []
+    async with Client(create_server(settings)) as client, httpx2.AsyncClient() as http:
+        for _ in range(20):  # warm both paths: connections, caches, lazy imports
+            await client.call_tool("extract_stems", args)
+            await http.post(base_url + "/v1/Extraction", files=fields, headers={"Authorization": KEY})
+        for _ in range(calls):
+            started = time.perf_counter()
+            result = await client.call_tool("extract_stems", args)
+            ours.append(time.perf_counter() - started)
+            if result.is_error:
+                raise RuntimeError(f"call failed: {result.content}")
+            started = time.perf_counter()
+            response = await http.post(base_url + "/v1/Extraction", files=fields, headers={"Authorization": KEY})
+            bare.append(time.perf_counter() - started)
+            response.raise_for_status()
+    p50 = (median(ours) - median(bare)) * 1000
+    return Figure("extract_stems overhead (URL)", "ms", median(ours) * 1000, median(bare) * 1000, "bare httpx2 POST",
+                  median(bare) / median(ours), "p50 overhead < 3 ms", p50 < 3.0, calls,
+                  {"overhead_p50_ms": round(p50, 3),
+                   "ours_p99_ms": round(percentile(ours, 99) * 1000, 3),
+                   "bare_p99_ms": round(percentile(bare, 99) * 1000, 3),
+                   "overhead_p99_ms": round((percentile(ours, 99) - percentile(bare, 99)) * 1000, 3)})
+
+
+# --- 5. concurrency --------------------------------------------------------------------------------
+
+
+async def bench_concurrency(n: int, base_url: str, work: Path) -> Figure:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "musicgpt_mcp"], env=server_env(base_url, work))
+    args = {"audio_url": "https://example.com/song.mp3"}
+    async with Client(params) as client:
+        await client.call_tool("extract_stems", args)
+        singles = []
+        for _ in range(5):
+            started = time.perf_counter()
+            await client.call_tool("extract_stems", args)
+            singles.append(time.perf_counter() - started)
+        failures = 0
+
+        async def one() -> None:
+            nonlocal failures
+            result = await client.call_tool("extract_stems", args)
+            failures += bool(result.is_error)
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+        wall = time.perf_counter() - started
+    single = median(singles)
+    return Figure(f"{n} concurrent calls, one stdio session", "s", wall, single, "one call", single * n / wall,
+                  "all succeed", failures == 0, 1, {"failures": failures, "speedup_vs_serial": round(single * n / wall, 1)})
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    from importlib.metadata import version
+
+    curl_version = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gb": str(round(os.sysconf("SC_PAGE_SIZE")
+            * os.sysconf("SC_PHYS_PAGES") / 2**30)), "os": platform.platform(), "python": platform.python_version(),
+            "mcp": version("mcp"), "httpx2": version("httpx2"), "curl": " ".join(curl_version.split()[:2])}
+
+
+def table(figures: list[Figure]) -> str:
+    rows = ["| figure | ours | reference | ratio | target | met |", "| --- | --- | --- | --- | --- | --- |"]
+    for f in figures:
+        extra = ""
+        if "server_rss_growth_mb" in f.extra:
+            extra = f"; server RSS +{f.extra['server_rss_growth_mb']} MB (curl peak {f.extra['curl_peak_rss_mb']} MB)"
+        if "overhead_p50_ms" in f.extra:
+            extra = (f"; overhead p50 {f.extra['overhead_p50_ms']} ms, p99 ours {f.extra['ours_p99_ms']} ms vs "
+                     f"{f.extra['bare_p99_ms']} ms")
+        if "failures" in f.extra:
+            extra = f"; {f.extra['failures']} failed"
+        met = "n/a" if f.met is None else ("yes" if f.met else "**no**")
+        rows.append(f"| {f.name} | {f.ours:.3g} {f.unit}{extra} | {f.reference:.3g} {f.unit} ({f.reference_name}) | "
+                    f"{f.ratio:.2f} | {f.target} | {met} |")
+    return "\n".join(rows)
+
+
+async def main_async(args: argparse.Namespace) -> list[Figure]:
+    sizes = [8 * MB] if args.smoke else [int(s) * MB for s in args.sizes.split(",")]
+    runs = 1 if args.smoke else args.runs
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="musicgpt-bench-") as tmp, sink() as base_url:
+        work = Path(tmp).resolve()
+        (work / "out").mkdir()
+        figures.append(bench_cold_start(2 if args.smoke else args.cold_runs, base_url, work))
+        print(f"cold start done: {figures[-1].ours:.3f}s vs {figures[-1].reference:.3f}s", file=sys.stderr)
+        figures += await bench_transfers(sizes, runs, base_url, work)
+        print("transfers done", file=sys.stderr)
+        figures.append(await bench_overhead(30 if args.smoke else args.calls, base_url, work))
+        figures.append(await bench_concurrency(50, base_url, work))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="small files, one run each: checks the suite works")
+    parser.add_argument("--sizes", default="64,512,2048", help="transfer sizes in MB (default: 64,512,2048)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per transfer figure (default: 3)")
+    parser.add_argument("--cold-runs", type=int, default=10, help="cold-start runs (default: 10)")
+    parser.add_argument("--calls", type=int, default=300, help="calls for the overhead figure (default: 300)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json", help="where to write the JSON")
+    args = parser.parse_args()
+    # The in-process overhead figure runs our server in this process: keep its log quiet.
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    if shutil.which("curl") is None:
+        sys.exit("curl is needed for the reference figures (apt-get install curl)")
+    figures = anyio.run(main_async, args)
+    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke,
+              "machine": machine(), "figures": [asdict(f) for f in figures]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(figures))
+    print(f"\nmachine: {report['machine']}\nJSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
