@@ -184,8 +184,18 @@ def bench_cold_start(runs: int, base_url: str, work: Path) -> Figure:
         ours.append(time_to_tools(ours_cmd, env))
         floor.append(time_to_tools(floor_cmd, env))
     o, f = median(ours), median(floor)
-    return Figure("cold start to tools/list", "s", o, f, "one-tool MCPServer", f / o, "<= 1.15x the floor",
-                  o <= 1.15 * f, runs, {"ours_all": ours, "floor_all": floor})
+    return Figure(
+        "cold start to tools/list",
+        "s",
+        o,
+        f,
+        "one-tool MCPServer",
+        f / o,
+        "<= 1.15x the floor",
+        o <= 1.15 * f,
+        runs,
+        {"ours_all": ours, "floor_all": floor},
+    )
 
 
 # --- 2, 3. transfers -------------------------------------------------------------------------------
@@ -210,11 +220,22 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
                 if result.is_error:
                     raise RuntimeError(f"upload failed: {result.content}")
                 growth.append(memory(pid)["VmHWM"] - idle)
-                elapsed, rss = await anyio.to_thread.run_sync(curl, [
-                    "-o", "/dev/null", "-H", f"Authorization: {KEY}", "-F", "stems=[]",
-                    "-F", "preprocessing_options=[]", "-F", f"audio_file=@{path};type=audio/mpeg",
-                    base_url + "/v1/Extraction",
-                ])
+                elapsed, rss = await anyio.to_thread.run_sync(
+                    curl,
+                    [
+                        "-o",
+                        "/dev/null",
+                        "-H",
+                        f"Authorization: {KEY}",
+                        "-F",
+                        "stems=[]",
+                        "-F",
+                        "preprocessing_options=[]",
+                        "-F",
+                        f"audio_file=@{path};type=audio/mpeg",
+                        base_url + "/v1/Extraction",
+                    ],
+                )
                 curl_t.append(elapsed)
                 curl_rss.append(rss)
             path.unlink()
@@ -227,9 +248,7 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
                 reset_peak(pid)
                 idle = memory(pid)["VmRSS"]
                 started = time.perf_counter()
-                result = await client.call_tool(
-                    "download_stems", {"task_id": f"dl-{size}-{i}", "output_dir": str(out)}
-                )
+                result = await client.call_tool("download_stems", {"task_id": f"dl-{size}-{i}", "output_dir": str(out)})
                 ours_t.append(time.perf_counter() - started)
                 if result.is_error:
                     raise RuntimeError(f"download failed: {result.content}")
@@ -251,10 +270,21 @@ def transfer_figure(
     curl_mbps = size / MB / median(ref)
     peak = max(growth)
     return Figure(
-        f"{kind} {size // MB} MB", "MB/s", ours_mbps, curl_mbps, f"curl {'-F' if kind == 'upload' else '-o'}",
-        ours_mbps / curl_mbps, ">= 0.8x curl; RSS growth <= 64 MB", ours_mbps >= 0.8 * curl_mbps and peak <= 64 * MB,
-        runs, {"server_rss_growth_mb": round(peak / MB, 1), "curl_peak_rss_mb": round(max(curl_rss) / MB, 1),
-               "ours_s": ours, "curl_s": ref},
+        f"{kind} {size // MB} MB",
+        "MB/s",
+        ours_mbps,
+        curl_mbps,
+        f"curl {'-F' if kind == 'upload' else '-o'}",
+        ours_mbps / curl_mbps,
+        ">= 0.8x curl; RSS growth <= 64 MB",
+        ours_mbps >= 0.8 * curl_mbps and peak <= 64 * MB,
+        runs,
+        {
+            "server_rss_growth_mb": round(peak / MB, 1),
+            "curl_peak_rss_mb": round(max(curl_rss) / MB, 1),
+            "ours_s": ours,
+            "curl_s": ref,
+        },
     )
 
 
@@ -270,8 +300,11 @@ async def bench_overhead(calls: int, base_url: str, work: Path) -> Figure:
 
     settings = Settings(api_key=SecretStr(KEY), base_url=base_url, allowed_dirs=(work,), output_dir=work / "out")
     args = {"audio_url": "https://example.com/song.mp3", "stems": ["vocals", "drums"]}
-    fields = {"stems": (None, '["vocals", "drums"]'), "preprocessing_options": (None, "[]"),
-              "audio_url": (None, "https://example.com/song.mp3")}
+    fields = {
+        "stems": (None, '["vocals", "drums"]'),
+        "preprocessing_options": (None, "[]"),
+        "audio_url": (None, "https://example.com/song.mp3"),
+    }
     ours: list[float] = []
     bare: list[float] = []
     async with Client(create_server(settings)) as client, httpx2.AsyncClient() as http:
@@ -289,12 +322,23 @@ async def bench_overhead(calls: int, base_url: str, work: Path) -> Figure:
             bare.append(time.perf_counter() - started)
             response.raise_for_status()
     p50 = (median(ours) - median(bare)) * 1000
-    return Figure("extract_stems overhead (URL)", "ms", median(ours) * 1000, median(bare) * 1000, "bare httpx2 POST",
-                  median(bare) / median(ours), "p50 overhead < 3 ms", p50 < 3.0, calls,
-                  {"overhead_p50_ms": round(p50, 3),
-                   "ours_p99_ms": round(percentile(ours, 99) * 1000, 3),
-                   "bare_p99_ms": round(percentile(bare, 99) * 1000, 3),
-                   "overhead_p99_ms": round((percentile(ours, 99) - percentile(bare, 99)) * 1000, 3)})
+    return Figure(
+        "extract_stems overhead (URL)",
+        "ms",
+        median(ours) * 1000,
+        median(bare) * 1000,
+        "bare httpx2 POST",
+        median(bare) / median(ours),
+        "p50 overhead < 3 ms",
+        p50 < 3.0,
+        calls,
+        {
+            "overhead_p50_ms": round(p50, 3),
+            "ours_p99_ms": round(percentile(ours, 99) * 1000, 3),
+            "bare_p99_ms": round(percentile(bare, 99) * 1000, 3),
+            "overhead_p99_ms": round((percentile(ours, 99) - percentile(bare, 99)) * 1000, 3),
+        },
+    )
 
 
 # --- 5. concurrency --------------------------------------------------------------------------------
@@ -323,22 +367,45 @@ async def bench_concurrency(n: int, base_url: str, work: Path) -> Figure:
                 tg.start_soon(one)
         wall = time.perf_counter() - started
     single = median(singles)
-    return Figure(f"{n} concurrent calls, one stdio session", "s", wall, single, "one call", single * n / wall,
-                  "all succeed", failures == 0, 1, {"failures": failures, "speedup_vs_serial": round(single * n / wall, 1)})
+    return Figure(
+        f"{n} concurrent calls, one stdio session",
+        "s",
+        wall,
+        single,
+        "one call",
+        single * n / wall,
+        "all succeed",
+        failures == 0,
+        1,
+        {"failures": failures, "speedup_vs_serial": round(single * n / wall, 1)},
+    )
 
 
 # --- the report ------------------------------------------------------------------------------------
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     from importlib.metadata import version
 
     curl_version = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gb": str(round(os.sysconf("SC_PAGE_SIZE")
-            * os.sysconf("SC_PHYS_PAGES") / 2**30)), "os": platform.platform(), "python": platform.python_version(),
-            "mcp": version("mcp"), "httpx2": version("httpx2"), "curl": " ".join(curl_version.split()[:2])}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory_gb": str(round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "mcp": version("mcp"),
+        "httpx2": version("httpx2"),
+        "curl": " ".join(curl_version.split()[:2]),
+    }
 
 
 def table(figures: list[Figure]) -> str:
@@ -348,13 +415,17 @@ def table(figures: list[Figure]) -> str:
         if "server_rss_growth_mb" in f.extra:
             extra = f"; server RSS +{f.extra['server_rss_growth_mb']} MB (curl peak {f.extra['curl_peak_rss_mb']} MB)"
         if "overhead_p50_ms" in f.extra:
-            extra = (f"; overhead p50 {f.extra['overhead_p50_ms']} ms, p99 ours {f.extra['ours_p99_ms']} ms vs "
-                     f"{f.extra['bare_p99_ms']} ms")
+            extra = (
+                f"; overhead p50 {f.extra['overhead_p50_ms']} ms, p99 ours {f.extra['ours_p99_ms']} ms vs "
+                f"{f.extra['bare_p99_ms']} ms"
+            )
         if "failures" in f.extra:
             extra = f"; {f.extra['failures']} failed"
         met = "n/a" if f.met is None else ("yes" if f.met else "**no**")
-        rows.append(f"| {f.name} | {f.ours:.3g} {f.unit}{extra} | {f.reference:.3g} {f.unit} ({f.reference_name}) | "
-                    f"{f.ratio:.2f} | {f.target} | {met} |")
+        rows.append(
+            f"| {f.name} | {f.ours:.3g} {f.unit}{extra} | {f.reference:.3g} {f.unit} ({f.reference_name}) | "
+            f"{f.ratio:.2f} | {f.target} | {met} |"
+        )
     return "\n".join(rows)
 
 
@@ -378,7 +449,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="small files, one run each: checks the suite works")
     parser.add_argument("--sizes", default="64,512,2048", help="transfer sizes in MB (default: 64,512,2048)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per transfer figure (default: 3)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per transfer figure (default: 5)")
     parser.add_argument("--cold-runs", type=int, default=10, help="cold-start runs (default: 10)")
     parser.add_argument("--calls", type=int, default=300, help="calls for the overhead figure (default: 300)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json", help="where to write the JSON")
@@ -390,8 +461,12 @@ def main() -> None:
     if shutil.which("curl") is None:
         sys.exit("curl is needed for the reference figures (apt-get install curl)")
     figures = anyio.run(main_async, args)
-    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "smoke": args.smoke,
-              "machine": machine(), "figures": [asdict(f) for f in figures]}
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "smoke": args.smoke,
+        "machine": machine(),
+        "figures": [asdict(f) for f in figures],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(table(figures))

@@ -60,16 +60,36 @@ class Handler(socketserver.BaseRequestHandler):
         url = urlsplit(target)
         if method == "POST" and url.path.endswith("/v1/Extraction"):
             task = f"bench-{next(_ids)}"
-            self.json(sock, {"success": True, "message": "Message published to queue", "task_id": task,
-                             "conversion_id": f"c-{task}", "eta": 0, "credit_estimate": 1.0})
+            self.json(
+                sock,
+                {
+                    "success": True,
+                    "message": "Message published to queue",
+                    "task_id": task,
+                    "conversion_id": f"c-{task}",
+                    "eta": 0,
+                    "credit_estimate": 1.0,
+                },
+            )
         elif method == "GET" and url.path.endswith("/v1/byId"):
             task = parse_qs(url.query).get("task_id", [""])[0]
             size = int(task.split("-")[1]) if task.startswith("dl-") else 1024
             host = headers.get("host", "127.0.0.1")
             stems = {"vocals": f"http://{host}/files/{size}/vocals.mp3"}
-            self.json(sock, {"success": True, "conversion": {
-                "task_id": task, "conversion_id": f"c-{task}", "status": "COMPLETED", "status_msg": "ok",
-                "conversion_cost": 1.0, "conversion_path": json.dumps(stems)}})
+            self.json(
+                sock,
+                {
+                    "success": True,
+                    "conversion": {
+                        "task_id": task,
+                        "conversion_id": f"c-{task}",
+                        "status": "COMPLETED",
+                        "status_msg": "ok",
+                        "conversion_cost": 1.0,
+                        "conversion_path": json.dumps(stems),
+                    },
+                },
+            )
         elif method == "GET" and url.path.startswith("/files/"):
             size = int(url.path.split("/")[2])
             sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: {size}\r\n\r\n".encode())

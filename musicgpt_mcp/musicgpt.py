@@ -59,6 +59,8 @@ READ_RETRY_ATTEMPTS = 4
 READ_RETRY_BUDGET = 30.0
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 DOWNLOAD_CHUNK = 1024 * 1024
+# Batches of DOWNLOAD_CHUNK bytes waiting for the disk while the network keeps reading.
+WRITE_QUEUE = 4
 # Only failures to connect are retried on submit: nothing was sent, so nothing can be charged.
 SUBMIT_CONNECT_ATTEMPTS = 3
 
@@ -112,6 +114,7 @@ class MusicGPTClient:
             # Imported here: httpx2 costs start-up time that a host listing tools should not pay.
             import httpx2
 
+            _tune_read_size()
             connect, read, write = self._timeouts
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(connect=connect, read=read, write=write, pool=connect),
@@ -389,21 +392,7 @@ class MusicGPTClient:
                         raise DownloadError(
                             f"the file is {declared} bytes, over the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
                         )
-                    buffer = bytearray()
-                    async for chunk in response.aiter_raw():
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise DownloadError(
-                                f"the file grew past the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
-                            )
-                        buffer += chunk
-                        if len(buffer) >= DOWNLOAD_CHUNK:
-                            await anyio.to_thread.run_sync(sink.write, bytes(buffer))
-                            buffer.clear()
-                            if on_bytes is not None:
-                                await on_bytes(written)
-                    if buffer:
-                        await anyio.to_thread.run_sync(sink.write, bytes(buffer))
+                    written = await _pipe_to_file(response, sink, max_bytes, on_bytes)
                     if declared is not None and written != declared:
                         raise _Retryable(f"the download was cut short ({written} of {declared} bytes)")
                     if written == 0:
@@ -416,6 +405,82 @@ class MusicGPTClient:
             return written
 
         return await self._retrying("Downloading the stem", attempt)
+
+
+async def _pipe_to_file(
+    response: httpx2.Response,
+    sink: BinaryIO,
+    max_bytes: int,
+    on_bytes: Callable[[int], Awaitable[None]] | None,
+) -> int:
+    """Copy the body to `sink`, reading the network while a worker thread writes the disk.
+
+    Done one after the other, the two add up (on loopback: ~900 MB/s of reading and ~450 MB/s of
+    writing gave ~290 MB/s); overlapped, the slower one sets the pace. At most WRITE_QUEUE batches
+    of ~1 MiB wait in memory, so memory stays flat whatever the file size. Batches are lists of
+    the chunks as received, written with writelines, so no byte is copied on the way.
+    """
+    send, receive = anyio.create_memory_object_stream[list[bytes]](WRITE_QUEUE)
+    written = 0
+
+    async def writer() -> None:
+        async with receive:
+            async for batch in receive:
+                await anyio.to_thread.run_sync(sink.writelines, batch)
+
+    async def reader() -> None:
+        nonlocal written
+        async with send:
+            batch: list[bytes] = []
+            batched = 0
+            async for chunk in response.aiter_raw():
+                written += len(chunk)
+                if written > max_bytes:
+                    raise DownloadError(f"the file grew past the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)")
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= DOWNLOAD_CHUNK:
+                    await send.send(batch)
+                    batch, batched = [], 0
+                    if on_bytes is not None:
+                        await on_bytes(written)
+            if batch:
+                await send.send(batch)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            await reader()
+    except BaseExceptionGroup as group:
+        # One side failed and the other was cancelled: surface the failure itself.
+        raise _first_failure(group) from None
+    return written
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_failure(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
+
+
+# httpcore2 reads responses 64 KiB at a time, and every read goes through h11 and anyio in Python:
+# measured on loopback, that caps a download near 0.5x curl's speed on the same link, CPU-bound.
+# Reading 256 KiB at a time measured ~1.4x faster for stems, and changes nothing else (a read
+# returns what is buffered, up to that size). The constant is a class attribute, so it is tuned
+# where it lives; if a future httpcore2 drops it, this does nothing.
+HTTP_READ_SIZE = 256 * 1024
+
+
+def _tune_read_size() -> None:
+    try:
+        from httpcore2._async.http11 import AsyncHTTP11Connection
+    except ImportError:  # pragma: no cover - a layout change in httpcore2
+        return
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", HTTP_READ_SIZE) < HTTP_READ_SIZE:
+        AsyncHTTP11Connection.READ_NUM_BYTES = HTTP_READ_SIZE
 
 
 def _rewind(sink: BinaryIO) -> None:
