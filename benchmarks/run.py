@@ -210,7 +210,7 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
         for size in sizes:
             path = work / f"upload-{size // MB}MB.mp3"
             make_audio(path, size)
-            ours_t, curl_t, growth, curl_rss = [], [], [], []
+            ours_t, curl_t, growth, curl_rss, peaks = [], [], [], [], []
             for _ in range(runs):
                 reset_peak(pid)
                 idle = memory(pid)["VmRSS"]
@@ -219,7 +219,8 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
                 ours_t.append(time.perf_counter() - started)
                 if result.is_error:
                     raise RuntimeError(f"upload failed: {result.content}")
-                growth.append(memory(pid)["VmHWM"] - idle)
+                peaks.append(memory(pid)["VmHWM"])
+                growth.append(peaks[-1] - idle)
                 elapsed, rss = await anyio.to_thread.run_sync(
                     curl,
                     [
@@ -239,9 +240,9 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
                 curl_t.append(elapsed)
                 curl_rss.append(rss)
             path.unlink()
-            figures.append(transfer_figure("upload", size, ours_t, curl_t, growth, curl_rss, runs))
+            figures.append(transfer_figure("upload", size, ours_t, curl_t, growth, curl_rss, peaks, runs))
 
-            ours_t, curl_t, growth, curl_rss = [], [], [], []
+            ours_t, curl_t, growth, curl_rss, peaks = [], [], [], [], []
             url = base_url.split("/api/")[0] + f"/files/{size}/vocals.mp3"
             for i in range(runs):
                 out = work / "out" / f"run-{size}-{i}"
@@ -252,19 +253,27 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
                 ours_t.append(time.perf_counter() - started)
                 if result.is_error:
                     raise RuntimeError(f"download failed: {result.content}")
-                growth.append(memory(pid)["VmHWM"] - idle)
+                peaks.append(memory(pid)["VmHWM"])
+                growth.append(peaks[-1] - idle)
                 shutil.rmtree(out)
                 target = work / "curl-download.mp3"
                 elapsed, rss = await anyio.to_thread.run_sync(curl, ["-o", str(target), url])
                 curl_t.append(elapsed)
                 curl_rss.append(rss)
                 target.unlink()
-            figures.append(transfer_figure("download", size, ours_t, curl_t, growth, curl_rss, runs))
+            figures.append(transfer_figure("download", size, ours_t, curl_t, growth, curl_rss, peaks, runs))
     return figures
 
 
 def transfer_figure(
-    kind: str, size: int, ours: list[float], ref: list[float], growth: list[int], curl_rss: list[int], runs: int
+    kind: str,
+    size: int,
+    ours: list[float],
+    ref: list[float],
+    growth: list[int],
+    curl_rss: list[int],
+    peaks: list[int],
+    runs: int,
 ) -> Figure:
     ours_mbps = size / MB / median(ours)
     curl_mbps = size / MB / median(ref)
@@ -281,6 +290,7 @@ def transfer_figure(
         runs,
         {
             "server_rss_growth_mb": round(peak / MB, 1),
+            "server_peak_rss_mb": round(max(peaks) / MB, 1),
             "curl_peak_rss_mb": round(max(curl_rss) / MB, 1),
             "ours_s": ours,
             "curl_s": ref,
@@ -408,12 +418,23 @@ def machine() -> dict[str, str]:
     }
 
 
+def num(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
 def table(figures: list[Figure]) -> str:
     rows = ["| figure | ours | reference | ratio | target | met |", "| --- | --- | --- | --- | --- | --- |"]
     for f in figures:
         extra = ""
         if "server_rss_growth_mb" in f.extra:
-            extra = f"; server RSS +{f.extra['server_rss_growth_mb']} MB (curl peak {f.extra['curl_peak_rss_mb']} MB)"
+            extra = (
+                f"; server peak RSS {f.extra['server_peak_rss_mb']} MB, +{f.extra['server_rss_growth_mb']} MB "
+                f"over idle (curl: {f.extra['curl_peak_rss_mb']} MB)"
+            )
         if "overhead_p50_ms" in f.extra:
             extra = (
                 f"; overhead p50 {f.extra['overhead_p50_ms']} ms, p99 ours {f.extra['ours_p99_ms']} ms vs "
@@ -423,7 +444,7 @@ def table(figures: list[Figure]) -> str:
             extra = f"; {f.extra['failures']} failed"
         met = "n/a" if f.met is None else ("yes" if f.met else "**no**")
         rows.append(
-            f"| {f.name} | {f.ours:.3g} {f.unit}{extra} | {f.reference:.3g} {f.unit} ({f.reference_name}) | "
+            f"| {f.name} | {num(f.ours)} {f.unit}{extra} | {num(f.reference)} {f.unit} ({f.reference_name}) | "
             f"{f.ratio:.2f} | {f.target} | {met} |"
         )
     return "\n".join(rows)
@@ -452,8 +473,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per transfer figure (default: 5)")
     parser.add_argument("--cold-runs", type=int, default=10, help="cold-start runs (default: 10)")
     parser.add_argument("--calls", type=int, default=300, help="calls for the overhead figure (default: 300)")
+    parser.add_argument("--show", type=Path, help="print the table of a saved JSON report and exit")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json", help="where to write the JSON")
     args = parser.parse_args()
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        print(table([Figure(**f) for f in saved["figures"]]))
+        print(f"\nrun {saved['when']} on {saved['machine']}")
+        return
     # The in-process overhead figure runs our server in this process: keep its log quiet.
     import logging
 
