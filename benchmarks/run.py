@@ -207,6 +207,14 @@ async def bench_transfers(sizes: list[int], runs: int, base_url: str, work: Path
     async with Client(params) as client:
         await client.list_tools()
         pid = server_pid()
+        # One small transfer each way first: the HTTP client and lazy imports are created on first
+        # use, a one-off cost that would otherwise land on whichever size is measured first.
+        warm = work / "warm.mp3"
+        make_audio(warm, MB)
+        await client.call_tool("extract_stems", {"audio_file": str(warm)})
+        await client.call_tool("download_stems", {"task_id": f"dl-{MB}-warm", "output_dir": str(work / "out" / "warm")})
+        warm.unlink()
+        shutil.rmtree(work / "out" / "warm")
         for size in sizes:
             path = work / f"upload-{size // MB}MB.mp3"
             make_audio(path, size)

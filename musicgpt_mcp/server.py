@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import CallToolResult, ListRootsResult, ResourceLink, TextContent, ToolAnnotations
-from pydantic import AfterValidator, Field
+from mcp.types import CallToolResult, ContentBlock, ListRootsResult, ResourceLink, TextContent, ToolAnnotations
+from pydantic import AfterValidator, BaseModel, Field
 
 from . import __version__, contract, prompts
 from .catalog import DEFAULT_STEMS, STEM_DESCRIPTIONS, Preprocessing, Stem, catalog_json
@@ -192,15 +192,8 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
     )
 
     @server.tool(
-        title="Extract stems from a song",
         description=EXTRACT_STEMS_DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Extract stems from a song",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        **_presentation("Extract stems from a song", read_only=False, idempotent=False),
     )
     async def extract_stems(
         ctx: Context[AppState],
@@ -304,21 +297,11 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             source_type="file" if part else "url",
         )
         state.remember(reply.task_id, Submitted(EtaHint(time.monotonic(), reply.eta), result.source))
-        return CallToolResult(
-            content=[TextContent(type="text", text=_submitted_summary(result))],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return _result(_submitted_summary(result), result)
 
     @server.tool(
-        title="Check or wait for a stem extraction",
         description=GET_EXTRACTION_DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Check or wait for a stem extraction",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=True,
-        ),
+        **_presentation("Check or wait for a stem extraction", read_only=True, idempotent=True),
     )
     async def get_extraction(
         ctx: Context[AppState],
@@ -350,20 +333,11 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             raise ToolError(str(exc)) from None
         result = _status_model(task_id, status, waited)
         text = _status_summary(result, remembered, wait_seconds, wait)
-        return CallToolResult(
-            content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
-        )
+        return _result(text, result)
 
     @server.tool(
-        title="Download extracted stems",
         description=DOWNLOAD_STEMS_DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Download extracted stems",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=True,
-        ),
+        **_presentation("Download extracted stems", read_only=False, idempotent=True),
     )
     async def download_stems(
         ctx: Context[AppState],
@@ -472,10 +446,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             )
             for f in result.files
         ]
-        return CallToolResult(
-            content=[TextContent(type="text", text=_download_summary(result)), *links],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return _result(_download_summary(result), result, *links)
 
     @server.resource(
         "musicgpt://stems",
@@ -530,6 +501,27 @@ def _redact_logs(secret: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _Redact) and f.secret == secret for f in handler.filters):
             handler.addFilter(_Redact(secret))
+
+
+def _presentation(title: str, *, read_only: bool, idempotent: bool) -> dict[str, Any]:
+    """Title and annotations of a tool. None of ours deletes anything; all of them talk to MusicGPT."""
+    return {
+        "title": title,
+        "annotations": ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=False,
+            idempotent_hint=idempotent,
+            open_world_hint=True,
+        ),
+    }
+
+
+def _result(text: str, model: BaseModel, *blocks: ContentBlock) -> CallToolResult:
+    """A short summary for the model first, then any extra blocks; the model itself as structured output."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text), *blocks], structured_content=model.model_dump(mode="json")
+    )
 
 
 def _check_url(name: str, url: str) -> None:
