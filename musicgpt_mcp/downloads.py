@@ -186,15 +186,20 @@ async def save_stems(
                 await on_bytes(sum(progress.values()))
 
         async with limiter:
-            with temporary_file(directory, f"{stem}.{fmt}") as (sink, tmp):
-                try:
-                    size = await client.download(url, sink, max_bytes=max_bytes, on_bytes=count)
-                except MusicGPTError as exc:
-                    failed.append(Skipped(stem=stem, reason=str(exc)))
-                    return
-                sink.close()
-                path, existed = await anyio.to_thread.run_sync(finish, tmp, directory, stem, fmt)
-                saved.append(Saved(stem=stem, path=path, format=fmt, bytes=size, already_present=existed))
+            try:
+                with temporary_file(directory, f"{stem}.{fmt}") as (sink, tmp):
+                    try:
+                        size = await client.download(url, sink, max_bytes=max_bytes, on_bytes=count)
+                    except MusicGPTError as exc:
+                        failed.append(Skipped(stem=stem, reason=str(exc)))
+                        return
+                    sink.close()
+                    path, existed = await anyio.to_thread.run_sync(finish, tmp, directory, stem, fmt)
+                    saved.append(Saved(stem=stem, path=path, format=fmt, bytes=size, already_present=existed))
+            except (OSError, OutputRefused) as exc:
+                # Per stem, so one failure cannot take the others down with it (or escape as a crash).
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                failed.append(Skipped(stem=stem, reason=f"could not be written to {directory}: {reason}"))
 
     async with anyio.create_task_group() as tg:
         for stem, url in jobs:

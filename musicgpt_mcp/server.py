@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -469,8 +470,8 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         state = ctx.request_context.lifespan_context
         if state.client is None:
             raise ResourceError(state.config_error or "The server is not configured.")
-        if not task_id.replace("-", "").replace("_", "").isalnum() or len(task_id) > 200:
-            raise ResourceError(f"{task_id!r} is not a task ID.")
+        if not re.fullmatch(contract.TASK_ID_PATTERN, task_id):
+            raise ResourceError(f"{task_id[:100]!r} is not a task ID; use the task_id extract_stems returned.")
         try:
             status = await state.client.get_status(task_id)
         except MusicGPTError as exc:

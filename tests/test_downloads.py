@@ -237,3 +237,18 @@ async def test_missing_stem_is_named(sandbox: Sandbox, song: Path, tmp_path: Pat
     assert text_of(result).endswith(
         f"Extraction {task_id} has no mp3 file for piano. Stems available as mp3: vocals. Nothing was downloaded."
     )
+
+
+async def test_output_dir_that_is_a_file(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "taken").write_bytes(b"a file, not a folder")
+    sandbox.state.eta = 0
+    async with connect(make_settings(sandbox, output_dir=out)) as client:
+        task_id = await submit(client, song, ["vocals"])
+        result = await client.call_tool("download_stems", {"task_id": task_id, "output_dir": str(out / "taken")})
+    assert result.is_error
+    assert text_of(result).endswith(
+        f"Could not write to {out / 'taken'}: File exists. Check that the folder is writable and the disk has "
+        "space, or set MUSICGPT_MCP_OUTPUT_DIR to another folder."
+    )
