@@ -9,7 +9,7 @@ near wire speed with flat memory and the server keeps answering meanwhile.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,13 @@ def _quote(value: str) -> str:
 class MultipartBody:
     """Iterable once per attempt; `content_length` is exact so no chunked encoding is needed."""
 
-    def __init__(self, fields: Sequence[tuple[str, str]], file: FilePart | None) -> None:
+    def __init__(
+        self,
+        fields: Sequence[tuple[str, str]],
+        file: FilePart | None,
+        on_file_bytes: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        self._on_file_bytes = on_file_bytes
         self.boundary = os.urandom(16).hex()
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         head = bytearray()
@@ -78,6 +84,8 @@ class MultipartBody:
                         raise FileChangedError(self._file.path)
                     remaining -= len(chunk)
                     self.file_bytes_sent += len(chunk)
+                    if self._on_file_bytes is not None:
+                        await self._on_file_bytes(self.file_bytes_sent)
                     yield chunk
         yield self._tail
 

@@ -158,7 +158,9 @@ class MusicGPTClient:
                 text = text.replace(key, "[redacted]")
         return text
 
-    async def submit_extraction(self, request: ExtractionRequest) -> contract.SubmitReply:
+    async def submit_extraction(
+        self, request: ExtractionRequest, on_file_bytes: Callable[[int], Awaitable[None]] | None = None
+    ) -> contract.SubmitReply:
         import httpx2
 
         headers = self._auth_headers()
@@ -170,7 +172,7 @@ class MusicGPTClient:
             fields.append((contract.FIELD_AUDIO_URL, request.audio_url))
         if request.webhook_url:
             fields.append((contract.FIELD_WEBHOOK_URL, request.webhook_url))
-        body = MultipartBody(fields, request.audio_file)
+        body = MultipartBody(fields, request.audio_file, on_file_bytes)
         headers.update(body.headers)
         url = self.base_url + contract.EXTRACTION_PATH
         log.info(

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,7 +284,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             webhook_url=hook,
         )
         try:
-            reply = await client.submit_extraction(request)
+            reply = await client.submit_extraction(request, _upload_progress(ctx, part.size) if part else None)
         except MusicGPTError as exc:
             raise ToolError(str(exc)) from None
         result = ExtractionSubmitted(
@@ -502,6 +502,22 @@ def _redact_logs(secret: str) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _Redact) and f.secret == secret for f in handler.filters):
             handler.addFilter(_Redact(secret))
+
+
+def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awaitable[None]]:
+    """Progress for an upload, at most every half second (and at the end): a long upload shows
+    movement, and hosts that extend their timeout on progress keep the call alive."""
+    last = 0.0
+
+    async def report(sent: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if sent < total and now - last < 0.5:
+            return
+        last = now
+        await ctx.report_progress(sent, total, f"uploaded {_size(sent)} of {_size(total)}")
+
+    return report
 
 
 def _presentation(title: str, *, read_only: bool, idempotent: bool) -> dict[str, Any]:

@@ -108,3 +108,21 @@ async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> No
     assert part.content_type == "audio/mpeg"
     assert part.size == path.stat().st_size
     assert part.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_upload_reports_progress(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "long.mp3"
+    path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(3 * 1024 * 1024))
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": str(path)}, progress_callback=on_progress)
+    assert not result.is_error, result.content
+    size = path.stat().st_size
+    assert updates, "no progress during the upload"
+    assert updates[-1] == (size, size, "uploaded 3.0 MB of 3.0 MB")
+    assert [u[0] for u in updates] == sorted(u[0] for u in updates)
+    assert all(u[1] == size for u in updates)
