@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -53,9 +54,21 @@ def _configure_logging() -> None:
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # A host stopping the server sends SIGTERM. Unwinding the event loop is not an option: it waits
+    # for the thread blocked reading stdin. So remove the half-written downloads, then exit at once.
+    from .downloads import remove_active_temporaries
+
+    remove_active_temporaries()
+    os._exit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _configure_logging()
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     from .server import create_server
 
     if not args.sandbox:

@@ -7,6 +7,7 @@ interrupted download leaves nothing behind and an existing file is never overwri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -75,12 +76,24 @@ def temporary_file(directory: Path, final_name: str) -> Iterator[tuple[BinaryIO,
     """A hidden temporary file next to where `final_name` will go; removed unless finished."""
     fd, tmp = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".part", dir=directory)
     path = Path(tmp)
+    _ACTIVE_TEMPORARIES.add(path)
     f = os.fdopen(fd, "wb")
     try:
         yield f, path
     finally:
         f.close()
         path.unlink(missing_ok=True)
+        _ACTIVE_TEMPORARIES.discard(path)
+
+
+# Temporary files being written now, so a process told to stop can remove them on its way out.
+_ACTIVE_TEMPORARIES: set[Path] = set()
+
+
+def remove_active_temporaries() -> None:
+    for path in list(_ACTIVE_TEMPORARIES):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def finish(tmp: Path, directory: Path, stem: Stem, ext: str) -> tuple[Path, bool]:

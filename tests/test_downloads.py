@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import wave
 from pathlib import Path
 
@@ -252,3 +253,58 @@ async def test_output_dir_that_is_a_file(sandbox: Sandbox, song: Path, tmp_path:
         f"Could not write to {out / 'taken'}: File exists. Check that the folder is writable and the disk has "
         "space, or set MUSICGPT_MCP_OUTPUT_DIR to another folder."
     )
+
+
+async def test_terminated_server_leaves_no_partial_file(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:
+    """A host stopping the server (SIGTERM) mid-download: the temporary file goes too."""
+    import contextlib
+    import signal
+
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    from .test_stdio import server_params
+
+    out = tmp_path / "out"
+    sandbox.state.eta = 0
+    params = server_params(
+        MUSICGPT_API_KEY=SECRET_KEY, MUSICGPT_BASE_URL=sandbox.base_url, MUSICGPT_MCP_OUTPUT_DIR=str(out)
+    )
+    exited = False
+    async with Client(params) as client:
+        task_id = await submit(client, song, ["vocals"])
+        directory = out / f"My Song (demo) - {task_id[:8]}"
+        # The storage server answers with headers, then stalls: the temporary file exists meanwhile.
+        sandbox.state.queue_fault("download", Fault(status=200, action="hang", delay=60), times=4)
+
+        async def download() -> None:
+            with contextlib.suppress(MCPError):  # the server goes away mid-call, as intended
+                await client.call_tool("download_stems", {"task_id": task_id})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(download)
+            with anyio.fail_after(10):
+                while not (directory.is_dir() and any(directory.iterdir())):
+                    await anyio.sleep(0.05)
+            pid = _server_pid()
+            os.kill(pid, signal.SIGTERM)
+            with anyio.fail_after(10):
+                while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                    await anyio.sleep(0.05)
+            exited = True
+            tg.cancel_scope.cancel()
+    assert exited
+    assert list(directory.iterdir()) == []
+
+
+def _server_pid() -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"musicgpt_mcp" in cmdline:
+                return int(entry.name)
+    raise AssertionError("server process not found")
