@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, logs
 from .config import ENV_VARS
 
 
@@ -45,15 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging() -> None:
-    level = os.environ.get("MUSICGPT_MCP_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def _terminate(signum: int, frame: object) -> None:
     # A host stopping the server sends SIGTERM. Unwinding the event loop is not an option: it waits
     # for the thread blocked reading stdin. So remove the half-written downloads, then exit at once.
@@ -65,7 +54,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    _configure_logging()
+    logs.configure()
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)

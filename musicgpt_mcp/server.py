@@ -25,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, ContentBlock, ListRootsResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field
 
-from . import __version__, contract, prompts
+from . import __version__, contract, logs, prompts, summaries
 from .catalog import DEFAULT_STEMS, STEM_DESCRIPTIONS, Preprocessing, Stem, catalog_json
 from .config import ConfigError, Settings
 from .downloads import AUDIO_MIME, OutputRefused, folder_name, plan, resolve_output_dir, save_stems
@@ -36,7 +36,6 @@ from .models import (
     SavedFile,
     SkippedStem,
     StemsDownloaded,
-    StemUrls,
 )
 from .musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
 from .waiting import EtaHint, wait_for_job
@@ -176,7 +175,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
-            _redact_logs(resolved.api_key.get_secret_value())
+            logs.redact(resolved.api_key.get_secret_value())
         try:
             yield AppState(client=client, settings=resolved)
         finally:
@@ -298,7 +297,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             source_type="file" if part else "url",
         )
         state.remember(reply.task_id, Submitted(EtaHint(time.monotonic(), reply.eta), result.source))
-        return _result(_submitted_summary(result), result)
+        return _result(summaries.submitted(result), result)
 
     @server.tool(
         description=GET_EXTRACTION_DESCRIPTION,
@@ -332,8 +331,9 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             status, waited = await wait_for_job(client, task_id, wait, remembered.hint if remembered else None, report)
         except MusicGPTError as exc:
             raise ToolError(str(exc)) from None
-        result = _status_model(task_id, status, waited)
-        text = _status_summary(result, remembered, wait_seconds, wait)
+        result = summaries.status_model(task_id, status, waited)
+        eta_left = remembered.hint.remaining(time.monotonic()) if remembered else None
+        text = summaries.status(result, eta_left, wait_seconds, wait)
         return _result(text, result)
 
     @server.tool(
@@ -410,7 +410,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             )
 
         async def on_bytes(total: int) -> None:
-            await ctx.report_progress(total, None, f"downloaded {_size(total)}")
+            await ctx.report_progress(total, None, f"downloaded {summaries.size(total)}")
 
         try:
             saved, failed = await save_stems(
@@ -447,7 +447,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             )
             for f in result.files
         ]
-        return _result(_download_summary(result), result, *links)
+        return _result(summaries.downloaded(result), result, *links)
 
     @server.resource(
         "musicgpt://stems",
@@ -476,32 +476,10 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             status = await state.client.get_status(task_id)
         except MusicGPTError as exc:
             raise ResourceError(str(exc)) from None
-        return _status_model(task_id, status, 0.0).model_dump_json(indent=2)
+        return summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2)
 
     prompts.register(server)
     return server
-
-
-class _Redact(logging.Filter):
-    """Defence in depth: no log line carries the key, whichever library wrote it."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
-        return True
-
-
-def _redact_logs(secret: str) -> None:
-    if len(secret) < 8:  # too short to tell from ordinary text
-        return
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _Redact) and f.secret == secret for f in handler.filters):
-            handler.addFilter(_Redact(secret))
 
 
 def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awaitable[None]]:
@@ -515,7 +493,7 @@ def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awai
         if sent < total and now - last < 0.5:
             return
         last = now
-        await ctx.report_progress(sent, total, f"uploaded {_size(sent)} of {_size(total)}")
+        await ctx.report_progress(sent, total, f"uploaded {summaries.size(sent)} of {summaries.size(total)}")
 
     return report
 
@@ -552,94 +530,6 @@ def _check_url(name: str, url: str) -> None:
         )
     if any(ord(ch) < 0x21 for ch in url):
         raise ToolError(f"{name} contains spaces or control characters; encode them. Nothing was submitted.")
-
-
-def _status_model(task_id: str, status: contract.StatusReply, waited: float) -> ExtractionStatus:
-    stems: dict[Stem, StemUrls] = {}
-    ignored: list[str] = []
-    for fmt, urls in (("mp3", status.mp3), ("wav", status.wav)):
-        for key, url in urls.items():
-            if key not in STEM_DESCRIPTIONS:
-                ignored.append(f"{key[:60]!r} ({fmt}): not a stem MusicGPT documents")
-                continue
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                ignored.append(f"{key} ({fmt}): URL is not http(s)")
-                continue
-            entry = stems.setdefault(key, StemUrls(mp3_url=None, wav_url=None))
-            if fmt == "mp3":
-                entry.mp3_url = url
-            else:
-                entry.wav_url = url
-    return ExtractionStatus(
-        task_id=task_id,
-        conversion_id=status.conversion_id,
-        status=status.status,
-        done=status.done,
-        succeeded=status.done and not status.failed,
-        status_message=status.status_message,
-        conversion_cost=status.conversion_cost,
-        stems=stems,
-        ignored=ignored,
-        waited_seconds=round(waited, 1),
-    )
-
-
-def _submitted_summary(result: ExtractionSubmitted) -> str:
-    what = ", ".join(result.stems)
-    wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
-    cost = f"{result.credit_estimate:g} credits" if result.credit_estimate is not None else "cost not stated"
-    extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
-    return (
-        f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
-        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. "
-        f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
-    )
-
-
-def _status_summary(result: ExtractionStatus, remembered: Submitted | None, asked: int, wait: int) -> str:
-    tid = result.task_id
-    if result.succeeded:
-        formats = sorted({f for u in result.stems.values() for f, v in (("mp3", u.mp3_url), ("wav", u.wav_url)) if v})
-        return (
-            f"Extraction {tid} is COMPLETED: {', '.join(result.stems) or 'no stems listed'} ready "
-            f"({' and '.join(formats) or 'no files'}). Next: call download_stems with task_id={tid!r} to save them."
-        )
-    if result.done:
-        reason = f": {result.status_message}" if result.status_message else " (MusicGPT gave no reason)"
-        return (
-            f"Extraction {tid} ended with {result.status}{reason}. No stems were produced. Tell the user; "
-            "submitting again with extract_stems would be a new paid job."
-        )
-    note = ""
-    if result.status not in ("IN_QUEUE", "IN_PROGRESS"):
-        note = f" MusicGPT reported status {result.status!r}, which this server does not know; treating it as still running."
-    left = ""
-    if remembered and remembered.hint.eta >= 0:
-        remaining = remembered.hint.remaining(time.monotonic())
-        if remaining is not None and remaining >= 1:
-            left = f", about {round(remaining)} s left by MusicGPT's estimate"
-    capped = f" (wait_seconds was capped at {wait})" if asked > wait else ""
-    waited = f" after waiting {result.waited_seconds:g} s{capped}" if asked else ""
-    return (
-        f"Extraction {tid} is {result.status}{left}{waited}.{note} Call get_extraction again with "
-        f"task_id={tid!r} and wait_seconds={wait or 30} to keep waiting."
-    )
-
-
-def _download_summary(result: StemsDownloaded) -> str:
-    lines = [f"Saved {len(result.files)} stem file(s) for extraction {result.task_id} in {result.directory}:"]
-    for f in result.files:
-        kept = " (already there, identical)" if f.already_present else ""
-        lines.append(f"- {f.stem}: {f.path} ({_size(f.bytes)}){kept}")
-    for s in result.skipped:
-        lines.append(f"- not saved: {s.stem}: {s.reason}")
-    return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    if n >= 1_048_576:
-        return f"{n / 1_048_576:.1f} MB"
-    return f"{max(1, round(n / 1024))} KB"
 
 
 __all__ = ["AppState", "create_server"]

@@ -1,0 +1,98 @@
+"""What the model reads: results built from MusicGPT's replies, and the short text beside each.
+
+The structured result is for programs; the text is for the model, so it says what happened and
+what to call next.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from . import contract
+from .catalog import STEM_DESCRIPTIONS, Stem
+from .models import ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
+
+
+def status_model(task_id: str, status: contract.StatusReply, waited: float) -> ExtractionStatus:
+    stems: dict[Stem, StemUrls] = {}
+    ignored: list[str] = []
+    for fmt, urls in (("mp3", status.mp3), ("wav", status.wav)):
+        for key, url in urls.items():
+            if key not in STEM_DESCRIPTIONS:
+                ignored.append(f"{key[:60]!r} ({fmt}): not a stem MusicGPT documents")
+                continue
+            if urlsplit(url).scheme.lower() not in ("http", "https"):
+                ignored.append(f"{key} ({fmt}): URL is not http(s)")
+                continue
+            entry = stems.setdefault(key, StemUrls(mp3_url=None, wav_url=None))
+            if fmt == "mp3":
+                entry.mp3_url = url
+            else:
+                entry.wav_url = url
+    return ExtractionStatus(
+        task_id=task_id,
+        conversion_id=status.conversion_id,
+        status=status.status,
+        done=status.done,
+        succeeded=status.done and not status.failed,
+        status_message=status.status_message,
+        conversion_cost=status.conversion_cost,
+        stems=stems,
+        ignored=ignored,
+        waited_seconds=round(waited, 1),
+    )
+
+
+def submitted(result: ExtractionSubmitted) -> str:
+    what = ", ".join(result.stems)
+    wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
+    cost = f"{result.credit_estimate:g} credits" if result.credit_estimate is not None else "cost not stated"
+    extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
+    return (
+        f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
+        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. "
+        f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
+    )
+
+
+def status(result: ExtractionStatus, eta_left: float | None, asked: int, wait: int) -> str:
+    """`eta_left`: seconds to MusicGPT's estimate, when known; `asked`/`wait`: the wait asked for and granted."""
+    tid = result.task_id
+    if result.succeeded:
+        formats = sorted({f for u in result.stems.values() for f, v in (("mp3", u.mp3_url), ("wav", u.wav_url)) if v})
+        return (
+            f"Extraction {tid} is COMPLETED: {', '.join(result.stems) or 'no stems listed'} ready "
+            f"({' and '.join(formats) or 'no files'}). Next: call download_stems with task_id={tid!r} to save them."
+        )
+    if result.done:
+        reason = f": {result.status_message}" if result.status_message else " (MusicGPT gave no reason)"
+        return (
+            f"Extraction {tid} ended with {result.status}{reason}. No stems were produced. Tell the user; "
+            "submitting again with extract_stems would be a new paid job."
+        )
+    note = ""
+    if result.status not in ("IN_QUEUE", "IN_PROGRESS"):
+        note = f" MusicGPT reported status {result.status!r}, which this server does not know; treating it as still running."
+    left = f", about {round(eta_left)} s left by MusicGPT's estimate" if eta_left is not None and eta_left >= 1 else ""
+    capped = f" (wait_seconds was capped at {wait})" if asked > wait else ""
+    waited = f" after waiting {result.waited_seconds:g} s{capped}" if asked else ""
+    return (
+        f"Extraction {tid} is {result.status}{left}{waited}.{note} Call get_extraction again with "
+        f"task_id={tid!r} and wait_seconds={wait or 30} to keep waiting."
+    )
+
+
+def downloaded(result: StemsDownloaded) -> str:
+    lines = [f"Saved {len(result.files)} stem file(s) for extraction {result.task_id} in {result.directory}:"]
+    for f in result.files:
+        kept = " (already there, identical)" if f.already_present else ""
+        lines.append(f"- {f.stem}: {f.path} ({size(f.bytes)}){kept}")
+    for s in result.skipped:
+        lines.append(f"- not saved: {s.stem}: {s.reason}")
+    return "\n".join(lines)
+
+
+def size(n: int) -> str:
+    if n >= 1_048_576:
+        return f"{n / 1_048_576:.1f} MB"
+    return f"{max(1, round(n / 1024))} KB"
