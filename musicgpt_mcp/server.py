@@ -128,10 +128,11 @@ TaskId = Annotated[
 ]
 
 
-async def _client_roots(ctx: Context[AppState]) -> ListRoots | None:
-    """Ask the client for its roots, unless the user configured folders or the client has none."""
+def _client_roots(ctx: Context[AppState], path: str | None) -> ListRoots | None:
+    """Ask the client for its roots, only when a path is to be checked against them: not when the
+    user configured folders, not when the client offers none, not for URL-only calls."""
     settings = ctx.request_context.lifespan_context.settings
-    if settings is not None and settings.allowed_dirs is not None:
+    if not (path and path.strip()) or (settings is not None and settings.allowed_dirs is not None):
         return None
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.roots is None:
@@ -139,7 +140,16 @@ async def _client_roots(ctx: Context[AppState]) -> ListRoots | None:
     return ListRoots()
 
 
-ClientRoots = Annotated[ListRootsResult | None, Resolve(_client_roots)]
+async def _roots_for_audio_file(ctx: Context[AppState], audio_file: str | None = None) -> ListRoots | None:
+    return _client_roots(ctx, audio_file)
+
+
+async def _roots_for_output_dir(ctx: Context[AppState], output_dir: str | None = None) -> ListRoots | None:
+    return _client_roots(ctx, output_dir)
+
+
+RootsForAudioFile = Annotated[ListRootsResult | None, Resolve(_roots_for_audio_file)]
+RootsForOutputDir = Annotated[ListRootsResult | None, Resolve(_roots_for_output_dir)]
 
 
 def _allowed(settings: Settings, roots: ListRootsResult | None) -> AllowedDirs:
@@ -249,7 +259,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
                 max_length=MAX_URL_LENGTH,
             ),
         ] = None,
-        client_roots: ClientRoots = None,
+        client_roots: RootsForAudioFile = None,
     ) -> Annotated[CallToolResult, ExtractionSubmitted]:
         state = ctx.request_context.lifespan_context
         file_arg = audio_file.strip() if audio_file and audio_file.strip() else None
@@ -364,7 +374,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
                 max_length=4096,
             ),
         ] = None,
-        client_roots: ClientRoots = None,
+        client_roots: RootsForOutputDir = None,
     ) -> Annotated[CallToolResult, StemsDownloaded]:
         state = ctx.request_context.lifespan_context
         client, settings = state.require()

@@ -183,3 +183,20 @@ async def test_each_audio_container_is_accepted(sandbox: Sandbox, tmp_path: Path
     path = tmp_path / name
     path.write_bytes(CONTAINERS[name])
     await accepted(sandbox, str(path), allowed_dirs=(tmp_path,))
+
+
+async def test_roots_are_asked_for_only_when_a_path_is_checked(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    asked: list[int] = []
+    inner = roots_callback(layout["music"])
+
+    async def counting(context: Any) -> ListRootsResult:
+        asked.append(1)
+        return await inner(context)  # type: ignore[no-any-return]
+
+    async with connect(make_settings(sandbox, allowed_dirs=None), list_roots_callback=counting) as client:
+        by_url = await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3"})
+        assert not by_url.is_error
+        assert asked == []
+        by_file = await client.call_tool("extract_stems", {"audio_file": str(layout["music"] / "song.wav")})
+        assert not by_file.is_error
+        assert asked
