@@ -269,3 +269,30 @@ async def test_key_never_logged(sandbox: Sandbox, song: Path, caplog: pytest.Log
     assert SECRET_KEY not in json.dumps([ok.model_dump(mode="json"), failed.model_dump(mode="json")])
     assert "extraction submitted" in caplog.text  # the log did capture the calls
     assert SECRET_KEY not in caplog.text
+
+
+@pytest.mark.parametrize("change", ["shrank", "replaced"])
+async def test_file_changing_during_upload_stops_it(sandbox: Sandbox, song: Path, change: str) -> None:
+    """Checked file != uploaded file: the upload stops and says the outcome is unknown."""
+    from musicgpt_mcp.multipart import FilePart
+    from musicgpt_mcp.musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
+
+    info = song.stat()
+    part = FilePart(
+        name="audio_file",
+        path=song,
+        filename=song.name,
+        content_type="audio/wav",
+        size=info.st_size + (10 if change == "shrank" else 0),
+        identity=(info.st_dev, info.st_ino) if change == "shrank" else (info.st_dev, info.st_ino + 1),
+    )
+    client = MusicGPTClient(sandbox.base_url, SecretStr(SECRET_KEY))
+    try:
+        with pytest.raises(MusicGPTError) as caught:
+            await client.submit_extraction(ExtractionRequest(stems=[], preprocessing_options=[], audio_file=part))
+    finally:
+        await client.aclose()
+    assert str(caught.value).startswith(
+        "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped."
+    )
+    assert sandbox.state.jobs == {}  # the partial upload created no job
