@@ -95,5 +95,6 @@ async def wait_for_job(
             await tick(describe(status, hint.remaining(now) if hint else None))
             await anyio.sleep(min(TICK, poll_at - now))
         status = await client.get_status(task_id)
-    await tick(describe(status, hint.remaining(time.monotonic()) if hint else None))
+    if wait_seconds > 0:  # a plain look is not a wait: no progress to report
+        await tick(describe(status, hint.remaining(time.monotonic()) if hint else None))
     return status, time.monotonic() - start
