@@ -22,9 +22,11 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 from .catalog import STEM_DESCRIPTIONS, Stem
+from .files import AUDIO_CONTENT_TYPES
 from .musicgpt import MusicGPTClient, MusicGPTError
 
-AUDIO_MIME: Final[dict[str, str]] = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+# The formats MusicGPT stores stems in, typed as uploads of the same kind are.
+AUDIO_MIME: Final[dict[str, str]] = {fmt: AUDIO_CONTENT_TYPES[f".{fmt}"] for fmt in ("mp3", "wav")}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()\-]+")
 
@@ -150,10 +152,8 @@ class Skipped:
     reason: str
 
 
-def plan(
-    urls: dict[str, str], wanted: Sequence[Stem] | None
-) -> tuple[list[tuple[Stem, str]], list[Skipped], list[Stem]]:
-    """Which (stem, url) pairs to fetch; what was skipped and why; which wanted stems are missing.
+def screen(urls: dict[str, str]) -> tuple[dict[Stem, str], list[Skipped]]:
+    """The usable entries of a stem map from MusicGPT, and the rest with the reason for each.
 
     Keys that are not catalog stems are skipped (they would otherwise become file names), and so
     are URLs that are not http(s).
@@ -169,6 +169,14 @@ def plan(
             skipped.append(Skipped(stem=key, reason=f"its URL is not http(s) ({scheme or 'no scheme'}); not fetched"))
             continue
         known[key] = url  # mypy narrows key to Stem through the membership test
+    return known, skipped
+
+
+def plan(
+    urls: dict[str, str], wanted: Sequence[Stem] | None
+) -> tuple[list[tuple[Stem, str]], list[Skipped], list[Stem]]:
+    """Which (stem, url) pairs to fetch; what was skipped and why; which wanted stems are missing."""
+    known, skipped = screen(urls)
     if wanted:
         missing = [stem for stem in wanted if stem not in known]
         return [(stem, known[stem]) for stem in wanted if stem in known], skipped, missing

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import anyio
 
-from . import contract
+from . import __version__, contract
 from .multipart import FileChangedError, FilePart, MultipartBody
 from .ratelimit import RateLimiter
 
@@ -119,7 +119,7 @@ class MusicGPTClient:
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(connect=connect, read=read, write=write, pool=connect),
                 follow_redirects=False,
-                headers={"User-Agent": f"musicgpt-mcp/{_version()}"},
+                headers={"User-Agent": f"musicgpt-mcp/{__version__}"},
             )
         return self._http
 
@@ -379,7 +379,6 @@ class MusicGPTClient:
             import httpx2
 
             await anyio.to_thread.run_sync(_rewind, sink)
-            written = 0
             try:
                 async with self._client().stream(
                     "GET", url, headers={"Accept-Encoding": "identity"}, follow_redirects=True
@@ -529,9 +528,3 @@ def _retry_after_seconds(value: str | None) -> int | None:
 
 def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -477,13 +477,14 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         mime_type="application/json",
     )
     async def extraction_resource(task_id: str, ctx: Context[AppState]) -> str:
-        state = ctx.request_context.lifespan_context
-        if state.client is None:
-            raise ResourceError(state.config_error or "The server is not configured.")
+        try:
+            client, _ = ctx.request_context.lifespan_context.require()
+        except ToolError as exc:
+            raise ResourceError(str(exc)) from None
         if not re.fullmatch(contract.TASK_ID_PATTERN, task_id):
             raise ResourceError(f"{task_id[:100]!r} is not a task ID; use the task_id extract_stems returned.")
         try:
-            status = await state.client.get_status(task_id)
+            status = await client.get_status(task_id)
         except MusicGPTError as exc:
             raise ResourceError(str(exc)) from None
         return summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2)

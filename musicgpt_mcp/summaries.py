@@ -6,10 +6,9 @@ what to call next.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from . import contract
-from .catalog import STEM_DESCRIPTIONS, Stem
+from .catalog import Stem
+from .downloads import screen
 from .models import ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
 
 
@@ -17,13 +16,9 @@ def status_model(task_id: str, status: contract.StatusReply, waited: float) -> E
     stems: dict[Stem, StemUrls] = {}
     ignored: list[str] = []
     for fmt, urls in (("mp3", status.mp3), ("wav", status.wav)):
-        for key, url in urls.items():
-            if key not in STEM_DESCRIPTIONS:
-                ignored.append(f"{key[:60]!r} ({fmt}): not a stem MusicGPT documents")
-                continue
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                ignored.append(f"{key} ({fmt}): URL is not http(s)")
-                continue
+        known, skipped = screen(urls)
+        ignored += [f"{s.stem!r} ({fmt}): {s.reason}" for s in skipped]
+        for key, url in known.items():
             entry = stems.setdefault(key, StemUrls(mp3_url=None, wav_url=None))
             if fmt == "mp3":
                 entry.mp3_url = url
