@@ -13,14 +13,10 @@ go to a temporary folder; with a key, to MUSICGPT_MCP_OUTPUT_DIR (default ~/Musi
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import math
 import os
-import struct
 import sys
 import tempfile
-import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,23 +24,13 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
+from musicgpt_mcp.sandbox.audio import wav_tone
+
 
 def demo_song(directory: Path) -> Path:
-    """Two seconds of a chord, as a real WAV file, so the sandbox has something to split."""
-    rate = 22050
-    frames = bytearray()
-    for i in range(rate * 2):
-        t = i / rate
-        value = sum(math.sin(2 * math.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
-        frames += struct.pack("<h", int(value * 20000))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(frames))
-    path = directory / "quickstart-chord.wav"
-    path.write_bytes(buf.getvalue())
+    """Two seconds of a tone, as a real WAV file (made by the sandbox's generator) to split."""
+    path = directory / "quickstart-tone.wav"
+    path.write_bytes(wav_tone(2.0, 220.0))
     return path
 
 

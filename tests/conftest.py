@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import io
-import math
 import os
 import socket
-import struct
 import sys
 import tempfile
-import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +15,7 @@ from pydantic import SecretStr
 
 from musicgpt_mcp.config import Settings
 from musicgpt_mcp.sandbox import Sandbox
+from musicgpt_mcp.sandbox.audio import wav_tone
 from musicgpt_mcp.server import create_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,17 +62,9 @@ async def connect(settings: Settings, **client_options: Any) -> AsyncIterator[Cl
         yield client
 
 
-def wav_bytes(seconds: float = 0.25, rate: int = 8000, freq: float = 440.0) -> bytes:
-    """A real, playable mono 16-bit WAV."""
-    frames = int(seconds * rate)
-    samples = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(frames))
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples)
-    return buf.getvalue()
+def wav_bytes(seconds: float = 0.25) -> bytes:
+    """A real, playable WAV: the sandbox's own generator."""
+    return wav_tone(seconds, 440.0)
 
 
 @pytest.fixture

@@ -89,17 +89,23 @@ def run_raw(requests: bytes, env: dict[str, str], expect: set[int]) -> tuple[lis
     return messages, stderr, proc.returncode
 
 
+# initialize (id 1), initialized, tools/list (id 2): what a host sends first.
+HANDSHAKE = (
+    _rpc(
+        1,
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    ),
+    _rpc(None, "notifications/initialized"),
+    _rpc(2, "tools/list"),
+)
+
+
 def test_stdout_carries_only_json_rpc_even_when_things_fail(sandbox: Sandbox, tmp_path: Path) -> None:
     """Drive the raw wire: successes, tool errors, a broken base URL, bad arguments, garbage input."""
     requests = b"".join(
         [
-            _rpc(
-                1,
-                "initialize",
-                {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-            ),
-            _rpc(None, "notifications/initialized"),
-            _rpc(2, "tools/list"),
+            *HANDSHAKE,
             _rpc(3, "tools/call", {"name": "extract_stems", "arguments": {"audio_url": "https://a.b/c.mp3"}}),
             _rpc(4, "tools/call", {"name": "extract_stems", "arguments": {"audio_file": str(tmp_path / "x.mp3")}}),
             _rpc(5, "tools/call", {"name": "extract_stems", "arguments": {"stems": ["nope"]}}),
@@ -125,13 +131,7 @@ def test_stdout_carries_only_json_rpc_even_when_things_fail(sandbox: Sandbox, tm
 def test_missing_key_and_bad_base_url_do_not_crash_the_server() -> None:
     requests = b"".join(
         [
-            _rpc(
-                1,
-                "initialize",
-                {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-            ),
-            _rpc(None, "notifications/initialized"),
-            _rpc(2, "tools/list"),
+            *HANDSHAKE,
             _rpc(3, "tools/call", {"name": "extract_stems", "arguments": {"audio_url": "https://a.b/c.mp3"}}),
         ]
     )
