@@ -1,7 +1,7 @@
 """MusicGPT's wire contract as far as it is known: paths, field names, reply shapes.
 
 Both the client and the sandbox import from here, so they cannot drift apart. Items marked
-[guess] in ../shared/musicgpt-api.md live in this module only, so each is one edit to change.
+[guess] in docs/musicgpt-api.md live in this module only, so each is one edit to change.
 """
 
 from __future__ import annotations

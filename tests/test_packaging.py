@@ -14,7 +14,8 @@ from musicgpt_mcp.config import ENV_VARS
 
 from .conftest import REPO
 
-SCHEMA = REPO.parent / "shared" / "server.schema.2025-12-11.json"
+# The MCP Registry schema server.json follows, kept in the repository (see tests/data/README.md).
+SCHEMA = REPO / "tests" / "data" / "server.schema.2025-12-11.json"
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,6 @@ def server_json() -> dict[str, object]:
 
 
 def test_server_json_validates_against_registry_schema(server_json: dict[str, object]) -> None:
-    assert SCHEMA.exists(), f"the registry schema is expected at {SCHEMA} (shared/ beside the checkout)"
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(server_json), key=str)
@@ -65,3 +65,25 @@ def test_readme_stem_table_matches_the_catalog() -> None:
     readme = (REPO / "README.md").read_text()
     rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \|$", readme, flags=re.MULTILINE))
     assert rows == STEM_DESCRIPTIONS
+
+
+def test_nothing_in_the_repository_reaches_outside_the_checkout() -> None:
+    """A fresh clone must be complete: no file may read a folder beside the checkout."""
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    outside = re.compile(rb"\.\./shared|REPO\.parent|parent\s*/\s*[\"']shared")
+    offenders = []
+    for name in filter(None, tracked):
+        path = REPO / name.decode()
+        if path.suffix in {".lock"} or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if outside.search(data):
+            offenders.append(name.decode())
+    assert not offenders, f"these files refer to something outside the checkout: {offenders}"
