@@ -1,0 +1,96 @@
+"""What the tools share: argument types, the client-roots resolvers, and how a result is shaped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, ListRoots, Resolve
+from mcp.types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
+from pydantic import AfterValidator, BaseModel, Field
+
+from .. import contract
+from ..catalog import Preprocessing, Stem
+from ..config import Settings
+from ..files import AllowedDirs, allowed_dirs
+from ..state import AppState
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice; name each one once")
+        seen.add(value)
+    return values
+
+
+StemList = Annotated[list[Stem], AfterValidator(_unique)]
+PreprocessingList = Annotated[list[Preprocessing], AfterValidator(_unique)]
+TaskId = Annotated[
+    str,
+    Field(
+        description="The task_id that extract_stems returned.",
+        min_length=1,
+        max_length=200,
+        pattern=contract.TASK_ID_PATTERN,
+    ),
+]
+
+
+def _client_roots(ctx: Context[AppState], path: str | None) -> ListRoots | None:
+    """Ask the client for its roots, only when a path is to be checked against them: not when the
+    user configured folders, not when the client offers none, not for URL-only calls."""
+    settings = ctx.request_context.lifespan_context.settings
+    if not (path and path.strip()) or (settings is not None and settings.allowed_dirs is not None):
+        return None
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return None
+    return ListRoots()
+
+
+async def _roots_for_audio_file(ctx: Context[AppState], audio_file: str | None = None) -> ListRoots | None:
+    return _client_roots(ctx, audio_file)
+
+
+async def _roots_for_output_dir(ctx: Context[AppState], output_dir: str | None = None) -> ListRoots | None:
+    return _client_roots(ctx, output_dir)
+
+
+RootsForAudioFile = Annotated[ListRootsResult | None, Resolve(_roots_for_audio_file)]
+RootsForOutputDir = Annotated[ListRootsResult | None, Resolve(_roots_for_output_dir)]
+
+
+def allowed(settings: Settings, roots: ListRootsResult | None) -> AllowedDirs:
+    return allowed_dirs(settings.allowed_dirs, [str(r.uri) for r in roots.roots] if roots else None)
+
+
+def result(text: str, model: BaseModel, *blocks: ContentBlock) -> CallToolResult:
+    """A short summary for the model first, then any extra blocks; the model itself as structured output."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text), *blocks], structured_content=model.model_dump(mode="json")
+    )
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One row of the tool table: the function and how a host presents it."""
+
+    fn: Any
+    name: str
+    title: str
+    description: str
+    read_only: bool
+    idempotent: bool
+    meta: dict[str, Any] | None = None
+
+    def annotations(self) -> ToolAnnotations:
+        # None of our tools deletes anything; all of them talk to MusicGPT.
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=False,
+            idempotent_hint=self.idempotent,
+            open_world_hint=True,
+        )

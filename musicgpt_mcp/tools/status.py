@@ -1,0 +1,65 @@
+"""get_extraction: look at a job, or wait for it with progress. Free."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from .. import summaries
+from ..models import ExtractionStatus
+from ..state import AppState, app_state
+from ..waiting import wait_for_job
+from .common import TaskId, ToolSpec, result
+
+DESCRIPTION = """\
+Check a stem extraction job submitted with extract_stems, optionally waiting for it to finish. Free \
+(no credits).
+
+With wait_seconds > 0 the call waits (sending progress notifications) until the job is done or the \
+wait is over, whichever comes first; if it returns with done=false, call it again. A job that \
+FAILED or ended in ERROR is reported with MusicGPT's reason (done=true, succeeded=false). When \
+succeeded is true, call download_stems to save the stems."""
+
+
+async def get_extraction(
+    ctx: Context[AppState],
+    task_id: TaskId,
+    wait_seconds: Annotated[
+        int,
+        Field(
+            description=(
+                "How long to wait for the job to finish, in seconds. 0 (the default) just looks. Waits "
+                "are capped by the server (50 s unless configured otherwise) so the call returns before "
+                "hosts time out; call again to keep waiting."
+            ),
+            ge=0,
+            le=3600,
+        ),
+    ] = 0,
+) -> Annotated[CallToolResult, ExtractionStatus]:
+    state = app_state(ctx)
+    client, settings = state.require()
+    wait = min(wait_seconds, settings.max_wait)
+    remembered = state.jobs.get(task_id)
+
+    async def report(progress: float, total: float, message: str) -> None:
+        await ctx.report_progress(progress, total, message)
+
+    status, waited = await wait_for_job(client, task_id, wait, remembered.hint if remembered else None, report)
+    extraction = summaries.status_model(task_id, status, waited)
+    eta_left = remembered.hint.remaining(time.monotonic()) if remembered else None
+    return result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
+
+
+SPEC = ToolSpec(
+    fn=get_extraction,
+    name="get_extraction",
+    title="Check or wait for a stem extraction",
+    description=DESCRIPTION,
+    read_only=True,
+    idempotent=True,
+)
