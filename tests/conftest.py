@@ -90,3 +90,28 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# Some tests need a program beside Python: Node tools from `npm ci`, PostgreSQL, Chromium. On a
+# contributor's machine without one, those tests skip and say how to get it; CI sets
+# MUSICGPT_MCP_TEST_ALL=1, and there a missing program fails the test instead of skipping it.
+REQUIRE_ALL = os.environ.get("MUSICGPT_MCP_TEST_ALL") == "1"
+
+
+def require(available: bool, what: str, how: str) -> None:
+    """Skip (or, under MUSICGPT_MCP_TEST_ALL=1, fail) unless `available`."""
+    if available:
+        return
+    message = f"{what} is not available: {how}"
+    if REQUIRE_ALL:
+        pytest.fail(message + " (MUSICGPT_MCP_TEST_ALL=1 requires every test to run)")
+    pytest.skip(message)
+
+
+NODE_BIN = REPO / "node_modules" / ".bin"
+
+
+def require_node_tools() -> Path:
+    """The folder of the pinned Node tools (`npm ci` at the repository root installs them)."""
+    require((NODE_BIN / "node").exists(), "the pinned Node tools", "run `npm ci` in the repository root")
+    return NODE_BIN
