@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from . import __version__, logs
 from .config import ENV_VARS
@@ -49,6 +53,8 @@ def _terminate(signum: int, frame: object) -> None:
     from .downloads import remove_active_temporaries
 
     remove_active_temporaries()
+    for folder in _REMOVE_AT_EXIT:
+        shutil.rmtree(folder, ignore_errors=True)
     os._exit(128 + signum)
 
 
@@ -71,13 +77,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .config import Settings
     from .sandbox import Sandbox
 
-    # The sandbox replaces the key and base URL; every other setting still comes from the environment.
+    # The sandbox replaces the key and base URL, and keeps a ledger of its own that lives as long as it
+    # does (its jobs vanish with it, and must never mix with paid ones); every other setting still comes
+    # from the environment.
     env = {k: v for k, v in os.environ.items() if k not in ("MUSICGPT_API_KEY", "MUSICGPT_BASE_URL")}
-    with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox:
+    with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox, _sandbox_state_dir() as state_dir:
 
         def settings() -> Settings:
             return dataclasses.replace(
-                Settings.from_env(env), api_key=SecretStr(sandbox.api_key), base_url=sandbox.base_url
+                Settings.from_env(env),
+                api_key=SecretStr(sandbox.api_key),
+                base_url=sandbox.base_url,
+                state_dir=state_dir,
             )
 
         create_server(settings).run()
+
+
+@contextlib.contextmanager
+def _sandbox_state_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="musicgpt-mcp-sandbox-"))
+    _REMOVE_AT_EXIT.append(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# Folders to remove even when a signal ends the process without unwinding.
+_REMOVE_AT_EXIT: list[Path] = []

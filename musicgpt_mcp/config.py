@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -61,11 +61,50 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "Largest stem file download_stems accepts, in MB; bigger downloads are stopped and discarded.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_STATE_DIR",
+        "(your user state folder, e.g. ~/.local/state/musicgpt-mcp)",
+        "Where the job ledger lives (ledger.sqlite3): every paid job, its status and downloads, shared by every "
+        "server process of this user. Without a writable folder extract_stems refuses to submit.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_REUSE_HOURS",
+        "24",
+        "An extract_stems call for the same audio, stems and options as a job submitted less than this many hours "
+        "ago returns that job instead of paying again. 0 turns reuse off.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_MAX_CREDITS_PER_DAY",
+        "(no limit)",
+        "Refuse new paid jobs while the jobs of the last 24 hours have cost this many credits or more "
+        "(MusicGPT's stated cost, else its estimate).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_MAX_JOBS_PER_HOUR",
+        "30",
+        "Refuse new paid jobs once this many were submitted in the last hour, whatever they cost: stops a runaway loop.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_CONFIRM",
+        "auto",
+        "Ask the user before each paid job: auto (when the MCP client can ask), always (refuse paid jobs when it "
+        "cannot), never.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
     ),
 )
+
+
+Confirm = Literal["auto", "always", "never"]
+CONFIRM_MODES: Final[tuple[Confirm, ...]] = ("auto", "always", "never")
+
+
+def default_state_dir() -> Path:
+    from platformdirs import user_state_path
+
+    return user_state_path("musicgpt-mcp", appauthor=False)
 
 
 class ConfigError(ValueError):
@@ -87,6 +126,12 @@ class Settings:
     max_upload_bytes: int = 4096 * 1024 * 1024
     max_wait: int = 50
     max_download_bytes: int = 4096 * 1024 * 1024
+    # The job ledger's folder; None: the platform's user state folder (found when the ledger opens).
+    state_dir: Path | None = None
+    reuse_hours: float = 24.0
+    max_credits_per_day: float | None = None
+    max_jobs_per_hour: int = 30
+    confirm: Confirm = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +150,11 @@ class Settings:
             output_dir=Path(output_dir),
             max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
             max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
+            state_dir=_dir(env, "MUSICGPT_MCP_STATE_DIR"),
+            reuse_hours=_number(env, "MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
+            max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
+            max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
+            confirm=_confirm(env),
         )
 
 
@@ -120,6 +170,42 @@ def _dirs(raw: str | None) -> tuple[Path, ...] | None:
             raise ConfigError(f"MUSICGPT_MCP_ALLOWED_DIRS must list absolute folders; {item.strip()!r} is relative.")
         dirs.append(path)
     return tuple(dirs)
+
+
+def _dir(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"{name} must be an absolute folder; {raw!r} is relative.")
+    return path
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    value = _optional_number(env, name, low=low, high=high)
+    return default if value is None else value
+
+
+def _optional_number(env: Mapping[str, str], name: str, *, low: float, high: float) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if not low <= value <= high:  # also refuses nan
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}.")
+    return value
+
+
+def _confirm(env: Mapping[str, str]) -> Confirm:
+    raw = env.get("MUSICGPT_MCP_CONFIRM", "").strip().lower() or "auto"
+    for mode in CONFIRM_MODES:
+        if raw == mode:
+            return mode
+    raise ConfigError(f"MUSICGPT_MCP_CONFIRM must be one of {', '.join(CONFIRM_MODES)}; got {raw!r}.")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

@@ -15,7 +15,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from .downloads import OutputRefused
 from .files import FileRefused
+from .ledger import LedgerError
 from .musicgpt import MusicGPTError
+from .submission import Refused
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +31,13 @@ def explain(exc: Exception) -> ToolError | None:
         return ToolError(f"{exc} Nothing was submitted.")
     if isinstance(exc, OutputRefused):
         return ToolError(f"{exc} Nothing was downloaded.")
+    if isinstance(exc, Refused):
+        return ToolError(str(exc))
+    if isinstance(exc, LedgerError):
+        return ToolError(
+            f"The job ledger could not be used ({exc}). Check that MUSICGPT_MCP_STATE_DIR (or the default state "
+            "folder) is writable and the disk has space."
+        )
     return None
 
 

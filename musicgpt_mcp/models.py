@@ -22,6 +22,10 @@ class ExtractionSubmitted(BaseModel):
     preprocessing_options: list[Preprocessing] = Field(description="The preprocessing requested.")
     source: str = Field(description="The audio submitted: the local file's name, or the URL.")
     source_type: Literal["file", "url"] = Field(description="Whether a local file or a URL was submitted.")
+    submitted_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")
+    reused: bool = Field(
+        description="True when an identical recent job was returned instead of submitting: no credits were spent."
+    )
 
 
 class StemUrls(BaseModel):
@@ -69,3 +73,30 @@ class StemsDownloaded(BaseModel):
     directory: str = Field(description="The folder the files were saved in.")
     files: list[SavedFile] = Field(description="The files saved, one per stem.")
     skipped: list[SkippedStem] = Field(description="Stems not saved, with the reason for each.")
+
+
+class ExtractionRecord(BaseModel):
+    task_id: str | None = Field(description="MusicGPT's task ID; null when the submit's outcome is unknown.")
+    source: str = Field(description="The audio: the local file's name, or the URL.")
+    source_type: Literal["file", "url"] = Field(description="Whether a local file or a URL was submitted.")
+    stems: list[Stem] = Field(description="The stems requested.")
+    preprocessing_options: list[Preprocessing] = Field(description="The preprocessing requested.")
+    status: str = Field(
+        description="The last status known: SUBMITTED (not checked since), IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, "
+        "ERROR, or OUTCOME_UNKNOWN (the submit may have been charged; no task_id)."
+    )
+    status_message: str | None = Field(
+        description="MusicGPT's last message about the job, or why its outcome is unknown."
+    )
+    submitted_at: str = Field(description="When it was submitted (ISO 8601, UTC).")
+    finished_at: str | None = Field(description="When it was first seen finished (ISO 8601, UTC).")
+    credits: float | None = Field(description="What it cost: MusicGPT's stated cost, else its estimate.")
+    saved_to: list[str] = Field(description="Folders its stems were saved in by download_stems.")
+
+
+class ExtractionList(BaseModel):
+    """Recent jobs from the ledger, newest first, and what they cost."""
+
+    extractions: list[ExtractionRecord] = Field(description="The jobs, newest first.")
+    credits_last_24_hours: float = Field(description="Credits of every job submitted in the last 24 hours.")
+    credits_last_30_days: float = Field(description="Credits of every job submitted in the last 30 days.")

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar
 
 import anyio
 
@@ -31,8 +31,20 @@ CHECK_BEFORE_RETRY = (
 )
 
 
+Outcome = Literal["not_sent", "rejected", "unknown"]
+
+
 class MusicGPTError(Exception):
-    """A failure explained for a person: what happened and what to do next. Never holds the key."""
+    """A failure explained for a person: what happened and what to do next. Never holds the key.
+
+    `outcome` tells a submit's caller whether money may have moved: "not_sent" (nothing left the
+    machine), "rejected" (MusicGPT refused the job: nothing charged) or "unknown" (the request may
+    have reached MusicGPT and created a job). Reads leave it at "not_sent".
+    """
+
+    def __init__(self, message: str, outcome: Outcome = "not_sent") -> None:
+        super().__init__(message)
+        self.outcome: Outcome = outcome
 
 
 class TaskNotFoundError(MusicGPTError):
@@ -207,22 +219,26 @@ class MusicGPTClient:
             raise MusicGPTError(
                 "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped. "
                 "MusicGPT may or may not have created a job from the partial request. Wait until the file "
-                f"is no longer being written, then submit again. {CHECK_BEFORE_RETRY}"
+                f"is no longer being written, then submit again. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
             ) from None
         except httpx2.TimeoutException as exc:
             raise MusicGPTError(
                 f"MusicGPT did not answer in time ({self._describe(exc)}). The extraction may or may not have been "
-                f"submitted. {CHECK_BEFORE_RETRY}"
+                f"submitted. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
             ) from None
         except httpx2.TransportError as exc:
             raise MusicGPTError(
                 f"The connection to MusicGPT broke during the request ({self._describe(exc)}). The extraction may "
-                f"or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                f"or may not have been submitted. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
             ) from None
         except OSError as exc:
             raise MusicGPTError(
                 f"The audio file could not be read during the upload ({exc.strerror or type(exc).__name__}). "
-                f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
             ) from None
 
         reply = contract.parse_json_object(raw) if raw is not None else None
@@ -230,12 +246,14 @@ class MusicGPTClient:
             if raw is None:
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} with an oversized body, not a submit reply. The "
-                    f"extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                    f"extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}",
+                    outcome="unknown",
                 )
             if reply is None:
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} with {contract.describe_non_json(raw)} instead of JSON. "
-                    f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
+                    f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}",
+                    outcome="unknown",
                 )
             parsed = contract.parse_submit_reply(reply)
             if parsed is None:
@@ -243,7 +261,8 @@ class MusicGPTClient:
                 detail = f" It said: {_sentence(self._redact(said))}" if said else ""
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} without a task_id.{detail} The extraction may or may "
-                    f"not have been submitted. {CHECK_BEFORE_RETRY}"
+                    f"not have been submitted. {CHECK_BEFORE_RETRY}",
+                    outcome="unknown",
                 )
             log.info("extraction submitted: task_id=%s eta=%s", parsed.task_id, parsed.eta)
             return parsed
@@ -259,18 +278,21 @@ class MusicGPTClient:
             return MusicGPTError(
                 f"MusicGPT rejected the API key (HTTP 401{detail}). Nothing was charged. Check MUSICGPT_API_KEY "
                 "in this server's environment: it must be the key from the MusicGPT API dashboard, pasted "
-                "as is, without a 'Bearer' prefix. Restart the server after changing it."
+                "as is, without a 'Bearer' prefix. Restart the server after changing it.",
+                outcome="rejected",
             )
         if status == 403:
             return MusicGPTError(
                 f"MusicGPT refused the request (HTTP 403{detail}): the API key lacks permission for this. "
                 "Nothing was charged. Check the key's permissions in the MusicGPT API dashboard, or use "
-                "another key in MUSICGPT_API_KEY."
+                "another key in MUSICGPT_API_KEY.",
+                outcome="rejected",
             )
         if status == 402:
             return MusicGPTError(
                 f"MusicGPT says the account does not have enough credits (HTTP 402{detail}). Nothing was "
-                "charged. Add credits in the MusicGPT dashboard, then submit again."
+                "charged. Add credits in the MusicGPT dashboard, then submit again.",
+                outcome="rejected",
             )
         if status == 429:
             wait = _retry_after_seconds(retry_after)
@@ -278,22 +300,26 @@ class MusicGPTClient:
             return MusicGPTError(
                 f"MusicGPT's rate limit was reached (HTTP 429{detail}; it allows "
                 f"{contract.SUBMITS_PER_MINUTE} extraction submits a minute). The job was not accepted. "
-                f"{when} before submitting again."
+                f"{when} before submitting again.",
+                outcome="rejected",
             )
         if status in (400, 404, 409, 422) or 400 <= status < 500:
             what = said or "no reason given"
             return MusicGPTError(
                 f"MusicGPT rejected the request (HTTP {status}): {_sentence(what)} Nothing was charged. Fix the "
-                "arguments and submit again."
+                "arguments and submit again.",
+                outcome="rejected",
             )
         if status >= 500:
             return MusicGPTError(
                 f"MusicGPT had a server error (HTTP {status}{detail}). The job was probably not created, but "
-                f"MusicGPT did not confirm it. {CHECK_BEFORE_RETRY} If none is there, try again in a minute."
+                f"MusicGPT did not confirm it. {CHECK_BEFORE_RETRY} If none is there, try again in a minute.",
+                outcome="unknown",
             )
         return MusicGPTError(
             f"MusicGPT answered with an unexpected HTTP {status}{detail}. The extraction may or may not have "
-            f"been submitted. {CHECK_BEFORE_RETRY}"
+            f"been submitted. {CHECK_BEFORE_RETRY}",
+            outcome="unknown",
         )
 
     # --- reads: status and downloads, retried ------------------------------------------------

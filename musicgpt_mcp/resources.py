@@ -10,8 +10,10 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
 from . import contract, summaries
 from .catalog import catalog_json
+from .ledger import JOB_STATUSES, LedgerError
 from .musicgpt import MusicGPTError
 from .state import AppState, app_state
+from .tools.history import listing_for
 
 
 def stems_catalog() -> str:
@@ -19,8 +21,9 @@ def stems_catalog() -> str:
 
 
 async def extraction(task_id: str, ctx: Context[AppState]) -> str:
+    state = app_state(ctx)
     try:
-        client, _ = app_state(ctx).require()
+        client, _ = state.require()
     except ToolError as exc:
         raise ResourceError(str(exc)) from None
     if not re.fullmatch(contract.TASK_ID_PATTERN, task_id):
@@ -29,7 +32,26 @@ async def extraction(task_id: str, ctx: Context[AppState]) -> str:
         status = await client.get_status(task_id)
     except MusicGPTError as exc:
         raise ResourceError(str(exc)) from None
+    await state.remember_status(task_id, status)
     return summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2)
+
+
+async def extractions(
+    ctx: Context[AppState], status: str | None = None, query: str | None = None, limit: str | None = None
+) -> str:
+    state = app_state(ctx)
+    ledger = await state.ledger()
+    if ledger is None:
+        raise ResourceError("The job ledger cannot be used; see the server's log (MUSICGPT_MCP_STATE_DIR).")
+    try:
+        count = int(limit) if limit and limit.isdigit() else 200
+        wanted = status.upper() if status else None
+        if wanted is not None and wanted not in JOB_STATUSES:
+            raise ResourceError(f"status must be one of {', '.join(JOB_STATUSES)}; got {wanted[:40]!r}.")
+        listing = await listing_for(ledger, state.owner, max(1, min(count, 200)), wanted, query)
+    except LedgerError as exc:
+        raise ResourceError(f"The job ledger could not be read: {exc}") from None
+    return listing.model_dump_json(indent=2)
 
 
 def register(server: MCPServer[AppState]) -> None:
@@ -47,3 +69,15 @@ def register(server: MCPServer[AppState]) -> None:
         description="The status of a MusicGPT extraction job, with stem URLs once it has finished (JSON).",
         mime_type="application/json",
     )(extraction)
+    server.resource(
+        # A template only because the SDK gives Context (who is asking) to templates alone; reading
+        # musicgpt://extractions as such lists everything.
+        "musicgpt://extractions{?status,query,limit}",
+        name="extractions",
+        title="Recent stem extraction jobs",
+        description=(
+            "The newest jobs (up to 200) in this server's ledger with their cost and saved files, and credit "
+            "totals (JSON). Read musicgpt://extractions, optionally with ?status=COMPLETED, ?query=text, ?limit=N."
+        ),
+        mime_type="application/json",
+    )(extractions)

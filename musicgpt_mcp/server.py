@@ -57,9 +57,11 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
             logs.redact(resolved.api_key.get_secret_value())
+        state = AppState(client=client, settings=resolved)
         try:
-            yield AppState(client=client, settings=resolved)
+            yield state
         finally:
+            await state.close()
             await client.aclose()
 
     server: MCPServer[AppState] = MCPServer(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from . import contract
 from .catalog import Stem
 from .downloads import screen
-from .models import ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
+from .ledger import JobRequest
+from .models import ExtractionList, ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
 
 
 def status_model(task_id: str, status: contract.StatusReply, waited: float) -> ExtractionStatus:
@@ -38,16 +39,82 @@ def status_model(task_id: str, status: contract.StatusReply, waited: float) -> E
     )
 
 
-def submitted(result: ExtractionSubmitted) -> str:
+def plural(n: float, word: str, words: str | None = None) -> str:
+    """`1 credit`, `2.5 credits`, `0 credits`."""
+    return f"{n:g} {word if n == 1 else (words or word + 's')}"
+
+
+def submitted(result: ExtractionSubmitted, last_status: str | None = None) -> str:
     what = ", ".join(result.stems)
-    wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
-    cost = f"{result.credit_estimate:g} credits" if result.credit_estimate is not None else "cost not stated"
     extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
+    nxt = f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
+    if result.reused:
+        known = f" Its last known status is {last_status}." if last_status else ""
+        if last_status == "COMPLETED":
+            nxt = f"Next: call download_stems with task_id={result.task_id!r} to save the stems."
+        return (
+            f"No new job was submitted and no credits were spent: an identical extraction of {result.source} "
+            f"({what}){extras} was submitted at {result.submitted_at}, task_id: {result.task_id}.{known} {nxt} "
+            "(If the user wants a fresh paid job anyway, call extract_stems with force_new=true.)"
+        )
+    wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
+    cost = plural(result.credit_estimate, "credit") if result.credit_estimate is not None else "not stated"
     return (
         f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
-        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. "
-        f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
+        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. {nxt}"
     )
+
+
+def consent_question(request: JobRequest, size: int | None, webhook_url: str | None, costs: list[float]) -> str:
+    """What the user is asked before a paid job. Word for word the same on every round of one call
+    (2026-07-28 clients answer by retrying, and an answer counts only for the question it answered),
+    so nothing in it may depend on the clock."""
+    if request.source_kind == "file":
+        audio = (
+            f"{request.source_name} ({size_text(size)}, uploaded from this computer)" if size else request.source_name
+        )
+    else:
+        audio = f"{request.source_name} (MusicGPT fetches it)"
+    if costs:
+        listed = ", ".join(f"{c:g}" for c in costs)
+        cost = (
+            f"the last job with the same stems and options cost {plural(costs[0], 'credit')}"
+            if len(costs) == 1
+            else f"the last {len(costs)} jobs with the same stems and options cost {listed} credits"
+        )
+    else:
+        cost = "MusicGPT states the cost when the job is accepted"
+    lines = [
+        "Submit a paid stem extraction to MusicGPT? It spends credits from your MusicGPT account.",
+        f"Audio: {audio}",
+        f"Stems: {', '.join(request.stems)}",
+        f"Clean-up: {', '.join(request.options) or 'none'}",
+        f"Cost: {cost}.",
+    ]
+    if webhook_url:
+        lines.append(f"MusicGPT will send the result to: {webhook_url}")
+    return "\n".join(lines)
+
+
+def size_text(n: int | None) -> str:
+    return size(n) if n is not None else "unknown size"
+
+
+def extractions(result: ExtractionList, status: str | None, query: str | None) -> str:
+    totals = (
+        f"Credits spent: {result.credits_last_24_hours:g} in the last 24 hours, "
+        f"{result.credits_last_30_days:g} in the last 30 days."
+    )
+    if not result.extractions:
+        filters = " matching that filter" if status or query else ""
+        return f"No extractions{filters} in this server's ledger. {totals}"
+    lines = [f"{plural(len(result.extractions), 'extraction')}, newest first. {totals}"]
+    for job in result.extractions:
+        cost = f", {plural(job.credits, 'credit')}" if job.credits is not None else ""
+        saved = f", saved in {'; '.join(job.saved_to)}" if job.saved_to else ""
+        tid = job.task_id or "no task_id"
+        lines.append(f"- {job.submitted_at} {job.source} ({', '.join(job.stems)}): {job.status}{cost}{saved}; {tid}")
+    return "\n".join(lines)
 
 
 def status(result: ExtractionStatus, eta_left: float | None, asked: int, wait: int) -> str:

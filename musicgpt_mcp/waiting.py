@@ -23,7 +23,8 @@ Report = Callable[[float, float, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class EtaHint:
-    """What extract_stems learned: when the job was submitted (monotonic) and MusicGPT's eta."""
+    """What the ledger knows of a job: when it was submitted (wall clock, so it survives a restart
+    of the server) and MusicGPT's eta in seconds (-1: unknown)."""
 
     submitted_at: float
     eta: int
@@ -32,6 +33,17 @@ class EtaHint:
         if self.eta < 0:
             return None
         return self.submitted_at + self.eta - now
+
+    def progress(self, now: float, done: bool) -> tuple[float, float]:
+        """(progress, total) in seconds of the job's life: towards the ETA while it is ahead; once
+        overdue the total is the time so far and progress creeps just below it; both meet when done."""
+        elapsed = max(0.0, now - self.submitted_at)
+        if done:
+            total = max(float(self.eta), elapsed)
+            return total, total
+        if elapsed < self.eta:
+            return elapsed, float(self.eta)
+        return self.eta + (elapsed - self.eta) * 0.9, elapsed
 
 
 def next_poll(remaining: float | None, overdue_polls: int) -> float:
@@ -75,26 +87,30 @@ async def wait_for_job(
     overdue = 0
     last_progress = -1.0
 
-    async def tick(message: str) -> None:
+    async def tick(message: str, done: bool = False) -> None:
         nonlocal last_progress
+        if hint is not None and hint.eta >= 0:
+            progress, total = hint.progress(time.time(), done)
+        else:
+            progress, total = time.monotonic() - start, float(wait_seconds)
         # Progress must increase strictly, whatever the clock's resolution.
-        progress = max(time.monotonic() - start, last_progress + 0.001)
+        progress = max(progress, last_progress + 0.001)
         last_progress = progress
-        await report(round(progress, 3), wait_seconds, message)
+        await report(round(progress, 3), round(max(total, progress), 3), message)
 
     while not status.done:
         now = time.monotonic()
         if now >= deadline:
             break
-        remaining = hint.remaining(now) if hint else None
+        remaining = hint.remaining(time.time()) if hint else None
         poll_at = now + next_poll(remaining, overdue)
         if remaining is None or remaining <= MIN_POLL:
             overdue += 1
         poll_at = min(poll_at, deadline)
         while (now := time.monotonic()) < poll_at:
-            await tick(describe(status, hint.remaining(now) if hint else None))
+            await tick(describe(status, hint.remaining(time.time()) if hint else None))
             await anyio.sleep(min(TICK, poll_at - now))
         status = await client.get_status(task_id)
     if wait_seconds > 0:  # a plain look is not a wait: no progress to report
-        await tick(describe(status, hint.remaining(time.monotonic()) if hint else None))
+        await tick(describe(status, hint.remaining(time.time()) if hint else None), done=status.done)
     return status, time.monotonic() - start

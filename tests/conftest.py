@@ -19,6 +19,10 @@ from musicgpt_mcp.sandbox.audio import wav_tone
 from musicgpt_mcp.server import create_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No test may touch the user's own job ledger: the default state folder (platformdirs honours
+# XDG_STATE_HOME) points into a temporary folder for this test run and every server it starts.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="musicgpt-mcp-tests-state-")
 # Recognisable, so a test can search every output for it.
 SECRET_KEY = "mgpt-test-SECRET-4f1c9e7a2b"
 
@@ -51,6 +55,8 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "base_url": sandbox.base_url,
         "allowed_dirs": (TMP,),
         "output_dir": TMP / "musicgpt-mcp-tests-output",
+        # A ledger of its own per server, unless a test shares one on purpose.
+        "state_dir": Path(tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-")),
     }
     values.update(overrides)
     return Settings(**values)
@@ -83,7 +89,9 @@ def closed_port() -> int:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The stdio client passes only a small environment to the child; give it what Python needs."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")}
+    env = {
+        k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR", "XDG_STATE_HOME")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

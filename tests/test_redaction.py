@@ -51,9 +51,10 @@ async def test_key_is_nowhere(sandbox: Sandbox, song: Path, tmp_path: Path) -> N
             await call("extract_stems", {"audio_url": "https://example.com/x.mp3", "webhook_url": "https://h/x"})
             for status in (400, 401, 402, 403, 422, 429, 500):
                 sandbox.state.queue_fault("submit", Fault(status=status, body=ECHO))
-                await call("extract_stems", {"audio_url": "https://example.com/x.mp3"})
+                # force_new: the same URL was just submitted, and these calls must reach MusicGPT.
+                await call("extract_stems", {"audio_url": "https://example.com/x.mp3", "force_new": True})
             sandbox.state.queue_fault("submit", Fault(status=200, body=ECHO))
-            await call("extract_stems", {"audio_url": "https://example.com/x.mp3"})
+            await call("extract_stems", {"audio_url": "https://example.com/x.mp3", "force_new": True})
             await call("extract_stems", {"audio_file": "/etc/passwd"})
             await call("get_extraction", {"task_id": task_id, "wait_seconds": 5})
             for status in (401, 404, 500):

@@ -35,7 +35,9 @@ async def test_extract_stems_input_schema_mirrors_musicgpt() -> None:
     schema = tool["inputSchema"]
     assert isinstance(schema, dict)
     props = schema["properties"]
-    assert set(props) == {"audio_file", "audio_url", "stems", "preprocessing_options", "webhook_url"}
+    assert set(props) == {"audio_file", "audio_url", "stems", "preprocessing_options", "webhook_url", "force_new"}
+    assert props["force_new"]["type"] == "boolean" and props["force_new"]["default"] is False
+    assert "credits again" in props["force_new"]["description"]
     assert schema.get("required", []) == []
     assert props["stems"]["type"] == "array"
     assert props["stems"]["items"]["enum"] == MUSICGPT_STEMS

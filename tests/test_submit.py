@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
     structured = result.structured_content
     assert structured is not None
     job = sandbox.state.jobs[structured["task_id"]]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", structured.pop("submitted_at"))
     assert structured == {
         "task_id": job.task_id,
         "conversion_id": job.conversion_id,
@@ -45,6 +47,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
         "preprocessing_options": ["Denoise"],
         "source": "My Song (demo).wav",
         "source_type": "file",
+        "reused": False,
     }
     text = result.content[0].text  # type: ignore[union-attr]
     assert job.task_id in text and "about 3 s" in text and "1.25 credits" in text

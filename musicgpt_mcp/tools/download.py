@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from .. import downloads, summaries
 from ..catalog import STEM_DESCRIPTIONS
+from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
 from ..state import AppState, app_state
 from .common import RootsForOutputDir, StemList, TaskId, ToolSpec, allowed, result
@@ -53,7 +55,7 @@ async def download_stems(
 ) -> Annotated[CallToolResult, StemsDownloaded]:
     state = app_state(ctx)
     client, settings = state.require()
-    remembered = state.jobs.get(task_id)
+    job = await state.known_job(task_id)
     # Saving is allowed into the output folder, and into folders the user listed or the client
     # offered as roots, but never into the whole home folder just because reading falls back to it.
     extra = allowed(settings, client_roots)
@@ -61,10 +63,11 @@ async def download_stems(
     directory = downloads.resolve_output_dir(
         output_dir,
         settings.output_dir,
-        downloads.folder_name(remembered.source if remembered else None, task_id),
+        downloads.folder_name(job.source_name if job is not None else None, task_id),
         also_allowed=also,
     )
     status = await client.get_status(task_id)
+    await state.remember_status(task_id, status)
     if status.failed:
         reason = f": {status.status_message}" if status.status_message else ""
         raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to download.")
@@ -101,6 +104,8 @@ async def download_stems(
             "writable and the disk has space, or set MUSICGPT_MCP_OUTPUT_DIR to another folder."
         ) from None
     skipped += failed
+    now = time.time()
+    await state.remember_downloads(task_id, [Download(s.stem, str(s.path), format, s.bytes, now) for s in saved])
     if not saved:
         reasons = "; ".join(f"{s.stem}: {s.reason}" for s in skipped)
         raise ToolError(f"No stems could be saved for extraction {task_id}. {reasons}")

@@ -1,25 +1,38 @@
-"""extract_stems: the one paid tool. Checks everything it can before a byte leaves the machine."""
+"""extract_stems: the one paid tool. Everything that can be checked is checked before a byte leaves
+the machine; the ledger decides whether to reuse, wait, refuse or submit; the user is asked first.
+
+Two resolvers run before the body (the SDK's protocol-neutral way of asking the client): `_plan`
+validates the call and asks the ledger what would happen, and `_consent` asks the user when a paid
+submit would follow. On 2026-07-28 clients they run again when the client retries with the answer,
+so they have no side effects beyond remembering a file's hash.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from .. import summaries
+from .. import submission, summaries
 from ..catalog import DEFAULT_STEMS
+from ..errors import tool_errors
 from ..files import check_audio_file
+from ..fingerprint import fingerprint_file, fingerprint_url
+from ..ledger import Claimed, InFlight, Job, JobRequest, LimitReached, Policy, Reused, Unknown, iso
+from ..ledger.base import HOUR
 from ..models import ExtractionSubmitted
-from ..musicgpt import ExtractionRequest
-from ..state import AppState, Submitted, app_state
-from ..waiting import EtaHint
+from ..musicgpt import ExtractionRequest, MissingAPIKeyError
+from ..state import AppState, app_state
 from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
 
 MAX_URL_LENGTH = 2048
@@ -35,6 +48,121 @@ first, since some failures leave the job submitted.
 Give exactly one of audio_file (a local path) or audio_url. The call returns at once with a task_id \
 and an eta in seconds; the stems are not ready yet. Next: call get_extraction with the task_id and \
 wait_seconds to wait for the job, then download_stems to save the stems to disk."""
+
+
+class Consent(BaseModel):
+    """The form the user sees before a paid job (elicitation): accepting it is the consent."""
+
+    submit: bool = Field(
+        default=True,
+        title="Submit this paid job",
+        description="Leave it checked and accept to submit; MusicGPT charges credits for the job.",
+    )
+
+
+# What `_consent` answers when it does not ask the user.
+NO_SUBMIT: Final = "no-submit"  # an identical job will be reused (or is under way): nothing to pay
+UNASKED: Final = "unasked"  # MUSICGPT_MCP_CONFIRM=never, or auto with a client that cannot ask
+CANNOT_ASK: Final = "cannot-ask"  # MUSICGPT_MCP_CONFIRM=always with a client that cannot ask
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: JobRequest
+    extraction: ExtractionRequest
+    policy: Policy
+    submits: bool  # False when the ledger expects to return an identical job instead
+    question: str  # what the user is asked before paying
+
+
+@tool_errors
+async def _plan(
+    ctx: Context[AppState],
+    audio_file: str | None,
+    audio_url: str | None,
+    stems: list[str],
+    preprocessing_options: list[str],
+    webhook_url: str | None,
+    force_new: bool,
+    client_roots: RootsForAudioFile,
+) -> Plan:
+    state = app_state(ctx)
+    file_arg = audio_file.strip() if audio_file and audio_file.strip() else None
+    url_arg = audio_url.strip() if audio_url and audio_url.strip() else None
+    if file_arg and url_arg:
+        raise ToolError("Give either audio_file or audio_url, not both. Nothing was submitted.")
+    if not file_arg and not url_arg:
+        raise ToolError(
+            "Give the audio to split: audio_file (an absolute local path such as ~/Music/song.mp3) or "
+            "audio_url (an http(s) URL). Nothing was submitted."
+        )
+    if url_arg:
+        check_url("audio_url", url_arg)
+    hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
+    if hook:
+        check_url("webhook_url", hook)
+    _, settings = state.require()
+    if settings.api_key is None:
+        raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
+    ledger = await state.require_ledger()
+    part = None
+    if file_arg:
+        part = await anyio.to_thread.run_sync(
+            check_audio_file, file_arg, allowed(settings, client_roots), settings.max_upload_bytes
+        )
+        fingerprint = await fingerprint_file(part, ledger)
+    else:
+        fingerprint = fingerprint_url(url_arg or "")
+    request = JobRequest(
+        owner=state.owner,
+        account=state.account,
+        fingerprint=fingerprint,
+        source_kind="file" if part else "url",
+        source_name=part.filename if part else (url_arg or ""),
+        stems=tuple(stems) or DEFAULT_STEMS,
+        options=tuple(preprocessing_options),
+    )
+    policy = Policy(
+        reuse_seconds=settings.reuse_hours * HOUR,
+        max_credits_per_day=settings.max_credits_per_day,
+        max_jobs_per_hour=settings.max_jobs_per_hour,
+        force_new=force_new,
+    )
+    preview = await ledger.preview(request, policy, time.time())
+    if isinstance(preview, Unknown):
+        raise ToolError(submission.unknown_message(preview.job))
+    if isinstance(preview, LimitReached):
+        raise ToolError(submission.limit_message(preview))
+    costs = await ledger.recent_costs(request, 3) if isinstance(preview, Claimed) else []
+    extraction = ExtractionRequest(
+        stems=list(stems),
+        preprocessing_options=list(preprocessing_options),
+        audio_url=url_arg,
+        audio_file=part,
+        webhook_url=hook,
+    )
+    return Plan(
+        request=request,
+        extraction=extraction,
+        policy=policy,
+        submits=not isinstance(preview, Reused | InFlight),
+        question=summaries.consent_question(request, part.size if part else None, hook, costs),
+    )
+
+
+async def _consent(ctx: Context[AppState], plan: Annotated[Plan, Resolve(_plan)]) -> Elicit[Consent] | str:
+    settings = app_state(ctx).settings
+    if not plan.submits:
+        return NO_SUBMIT
+    mode = settings.confirm if settings is not None else "auto"
+    if mode == "never":
+        return UNASKED
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # The SDK counts a bare `elicitation: {}` as form support; a url-only client cannot show a form.
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return CANNOT_ASK if mode == "always" else UNASKED
+    return Elicit(plan.question, Consent)
 
 
 async def extract_stems(
@@ -91,49 +219,71 @@ async def extract_stems(
             max_length=MAX_URL_LENGTH,
         ),
     ] = None,
-    client_roots: RootsForAudioFile = None,
+    force_new: Annotated[
+        bool,
+        Field(
+            description=(
+                "Submit a new paid job even when an identical recent one exists (which is otherwise returned "
+                "for free), or when an earlier identical submit's outcome is unknown. Costs credits again: set "
+                "it only when the user asks for a fresh job or has checked their MusicGPT dashboard."
+            )
+        ),
+    ] = False,
+    plan: Annotated[Plan | None, Resolve(_plan)] = None,
+    consent: Annotated[ElicitationResult[Consent], Resolve(_consent)] = None,  # type: ignore[assignment]
 ) -> Annotated[CallToolResult, ExtractionSubmitted]:
+    assert plan is not None  # filled by its resolver
     state = app_state(ctx)
-    file_arg = audio_file.strip() if audio_file and audio_file.strip() else None
-    url_arg = audio_url.strip() if audio_url and audio_url.strip() else None
-    if file_arg and url_arg:
-        raise ToolError("Give either audio_file or audio_url, not both. Nothing was submitted.")
-    if not file_arg and not url_arg:
+    client, _ = state.require()
+    may_submit = _consented(consent)
+    ledger = await state.require_ledger()
+    progress = _upload_progress(ctx, plan.extraction.audio_file.size) if plan.extraction.audio_file else None
+    outcome = await submission.submit(
+        ledger, client, plan.request, plan.extraction, plan.policy, progress, may_submit=may_submit
+    )
+    submitted = submitted_model(outcome.job, outcome.reused, time.time())
+    return result(summaries.submitted(submitted, outcome.job.status), submitted)
+
+
+def _consented(consent: ElicitationResult[Consent]) -> bool:
+    """Whether the body may pay for a new job; raises when the user said no."""
+    if not isinstance(consent, AcceptedElicitation):
         raise ToolError(
-            "Give the audio to split: audio_file (an absolute local path such as ~/Music/song.mp3) or "
-            "audio_url (an http(s) URL). Nothing was submitted."
+            "The user declined the paid extraction, so nothing was submitted and nothing was charged. Do not "
+            "call extract_stems again unless the user asks for it."
         )
-    if url_arg:
-        check_url("audio_url", url_arg)
-    hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
-    if hook:
-        check_url("webhook_url", hook)
-    client, settings = state.require()
-    part = None
-    if file_arg:
-        part = await anyio.to_thread.run_sync(
-            check_audio_file, file_arg, allowed(settings, client_roots), settings.max_upload_bytes
+    answer = consent.data
+    if isinstance(answer, Consent):
+        if not answer.submit:
+            raise ToolError(
+                "The user unchecked 'Submit this paid job', so nothing was submitted and nothing was charged."
+            )
+        return True
+    if answer == CANNOT_ASK:
+        raise ToolError(
+            "This server is set to ask the user before every paid job (MUSICGPT_MCP_CONFIRM=always), and this "
+            "MCP client cannot show such a question (it does not support elicitation). Nothing was submitted. "
+            "Use a client that supports elicitation, or set MUSICGPT_MCP_CONFIRM=auto in the server's environment."
         )
-    request = ExtractionRequest(
-        stems=list(stems),
-        preprocessing_options=list(preprocessing_options),
-        audio_url=url_arg,
-        audio_file=part,
-        webhook_url=hook,
+    return bool(answer == UNASKED)
+
+
+def submitted_model(job: Job, reused: bool, now: float) -> ExtractionSubmitted:
+    eta = job.eta if job.eta is not None else -1
+    if reused and eta >= 0:
+        eta = max(0, round(job.submitted_at + eta - now))
+    return ExtractionSubmitted(
+        task_id=job.task_id or "",
+        conversion_id=job.conversion_id,
+        eta=eta,
+        credit_estimate=job.credit_estimate,
+        stems=list(job.stems),  # type: ignore[arg-type] # the ledger holds catalog names only
+        preprocessing_options=list(job.options),  # type: ignore[arg-type]
+        source=job.source_name,
+        source_type=job.source_kind,
+        submitted_at=iso(job.submitted_at),
+        reused=reused,
     )
-    reply = await client.submit_extraction(request, _upload_progress(ctx, part.size) if part else None)
-    submitted = ExtractionSubmitted(
-        task_id=reply.task_id,
-        conversion_id=reply.conversion_id,
-        eta=reply.eta,
-        credit_estimate=reply.credit_estimate,
-        stems=list(stems) or list(DEFAULT_STEMS),
-        preprocessing_options=list(preprocessing_options),
-        source=part.filename if part else (url_arg or ""),
-        source_type="file" if part else "url",
-    )
-    state.remember(reply.task_id, Submitted(EtaHint(time.monotonic(), reply.eta), submitted.source))
-    return result(summaries.submitted(submitted), submitted)
 
 
 def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awaitable[None]]:

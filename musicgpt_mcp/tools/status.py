@@ -12,7 +12,7 @@ from pydantic import Field
 from .. import summaries
 from ..models import ExtractionStatus
 from ..state import AppState, app_state
-from ..waiting import wait_for_job
+from ..waiting import EtaHint, wait_for_job
 from .common import TaskId, ToolSpec, result
 
 DESCRIPTION = """\
@@ -44,14 +44,17 @@ async def get_extraction(
     state = app_state(ctx)
     client, settings = state.require()
     wait = min(wait_seconds, settings.max_wait)
-    remembered = state.jobs.get(task_id)
+    job = await state.known_job(task_id)
+    # From the ledger, so a restarted server polls on the same schedule as the one that submitted.
+    hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
 
     async def report(progress: float, total: float, message: str) -> None:
         await ctx.report_progress(progress, total, message)
 
-    status, waited = await wait_for_job(client, task_id, wait, remembered.hint if remembered else None, report)
+    status, waited = await wait_for_job(client, task_id, wait, hint, report)
+    await state.remember_status(task_id, status)
     extraction = summaries.status_model(task_id, status, waited)
-    eta_left = remembered.hint.remaining(time.monotonic()) if remembered else None
+    eta_left = hint.remaining(time.time()) if hint else None
     return result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
 
 

@@ -1,0 +1,248 @@
+"""What the ledger remembers, and the decisions it makes atomically. No storage engine in here.
+
+A job row goes through: `submitting` (claimed; the paid POST may be in flight) -> `submitted`
+(MusicGPT accepted it; it has a task_id) or `unknown` (the POST may have reached MusicGPT, but no
+reply says so). A submit that certainly did not charge (nothing sent, or refused) removes its row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Literal, Protocol
+
+State = Literal["submitting", "submitted", "unknown"]
+SourceKind = Literal["file", "url"]
+
+# The statuses a job shows in the ledger: MusicGPT's own, plus two of ours.
+SUBMITTED: Final = "SUBMITTED"  # accepted; nobody has asked MusicGPT about it since
+OUTCOME_UNKNOWN: Final = "OUTCOME_UNKNOWN"  # the submit may have been charged; no task_id
+JOB_STATUSES: Final = (SUBMITTED, "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "ERROR", OUTCOME_UNKNOWN)
+FAILED_STATUSES: Final = frozenset({"FAILED", "ERROR"})
+
+HOUR: Final = 3600.0
+DAY: Final = 24 * HOUR
+# An unknown outcome blocks identical submits this long, whatever the reuse window: money first.
+UNKNOWN_GUARD: Final = DAY
+# A claim whose process has not touched it for this long is taken to be dead (it crashed or was
+# killed mid-submit); its outcome is then unknown. The submitting process refreshes it every few seconds.
+STALE_CLAIM: Final = 60.0
+HEARTBEAT: Final = 5.0
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used; the message says why and what to do."""
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What identifies a paid job for reuse: who, which account, which audio, which stems and options."""
+
+    owner: str
+    account: str
+    fingerprint: str
+    source_kind: SourceKind
+    source_name: str
+    stems: tuple[str, ...]
+    options: tuple[str, ...]
+
+    @property
+    def stems_key(self) -> str:
+        return ",".join(sorted(set(self.stems)))
+
+    @property
+    def options_key(self) -> str:
+        return ",".join(sorted(set(self.options)))
+
+
+@dataclass(frozen=True)
+class Download:
+    stem: str
+    path: str
+    format: str
+    bytes: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    owner: str
+    account: str
+    state: State
+    task_id: str | None
+    conversion_id: str | None
+    submitted_at: float
+    source_kind: SourceKind
+    source_name: str
+    fingerprint: str
+    stems: tuple[str, ...]
+    options: tuple[str, ...]
+    eta: int | None
+    credit_estimate: float | None
+    status: str | None
+    status_message: str | None
+    conversion_cost: float | None
+    finished_at: float | None
+    mp3_urls: dict[str, str]
+    wav_urls: dict[str, str]
+    note: str | None
+    downloads: tuple[Download, ...] = field(default=())
+
+    @property
+    def credits(self) -> float | None:
+        """What the job cost: MusicGPT's stated cost when known, else its estimate."""
+        return self.conversion_cost if self.conversion_cost is not None else self.credit_estimate
+
+    @property
+    def display_status(self) -> str:
+        if self.state == "unknown" or (self.state == "submitting" and self.task_id is None):
+            return OUTCOME_UNKNOWN if self.state == "unknown" else "SUBMITTING"
+        return self.status or SUBMITTED
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The money rules a claim applies, from the server's settings and the call."""
+
+    reuse_seconds: float
+    max_credits_per_day: float | None
+    max_jobs_per_hour: int
+    force_new: bool = False
+
+
+@dataclass(frozen=True)
+class Reused:
+    job: Job
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An identical submit is under way in this or another process: wait for it."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """An identical earlier submit may have been charged; do not submit again on our own."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class LimitReached:
+    kind: Literal["credits", "jobs"]
+    used: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: int
+
+
+ClaimResult = Reused | InFlight | Unknown | LimitReached | Claimed
+
+
+@dataclass(frozen=True)
+class Spending:
+    credits_last_day: float
+    credits_last_30_days: float
+    jobs_last_hour: int
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What MusicGPT's 200 reply said, as the ledger stores it."""
+
+    task_id: str
+    conversion_id: str | None
+    eta: int
+    credit_estimate: float | None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    status: str
+    status_message: str | None
+    conversion_cost: float | None
+    done: bool
+    mp3_urls: dict[str, str]
+    wav_urls: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What says a file is unchanged since it was hashed: same device, inode, size and mtime."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+class Ledger(Protocol):
+    """The store behind the money rules: SQLite for one machine, PostgreSQL for replicas.
+
+    Every method is a short transaction; `claim` is the one that must be atomic across processes.
+    """
+
+    where: str
+
+    async def close(self) -> None: ...
+
+    async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult: ...
+
+    async def preview(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult: ...
+
+    async def heartbeat(self, job_id: int, now: float) -> None: ...
+
+    async def accepted(self, job_id: int, reply: Accepted) -> Job: ...
+
+    async def outcome_unknown(self, job_id: int, note: str) -> None: ...
+
+    async def release(self, job_id: int) -> None: ...
+
+    async def recent_costs(self, request: JobRequest, limit: int) -> list[float]: ...
+
+    async def spending(self, owner: str, now: float) -> Spending: ...
+
+    async def job(self, owner: str, task_id: str) -> Job | None: ...
+
+    async def update_status(self, owner: str, task_id: str, update: StatusUpdate, now: float) -> None: ...
+
+    async def record_downloads(self, owner: str, task_id: str, files: Sequence[Download]) -> None: ...
+
+    async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]: ...
+
+    async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None: ...
+
+    async def cached_fingerprint(self, key: FileKey) -> str | None: ...
+
+    async def remember_fingerprint(self, key: FileKey, digest: str) -> None: ...
+
+
+def dumps_urls(mp3: dict[str, str], wav: dict[str, str]) -> str:
+    return json.dumps({"mp3": mp3, "wav": wav}, separators=(",", ":"))
+
+
+def loads_urls(raw: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    if not raw:
+        return {}, {}
+    try:
+        data = json.loads(raw)
+        return dict(data.get("mp3") or {}), dict(data.get("wav") or {})
+    except (ValueError, AttributeError, TypeError):
+        return {}, {}

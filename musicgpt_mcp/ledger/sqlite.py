@@ -1,0 +1,547 @@
+"""The ledger in SQLite: one file per user, shared safely by every server process of that user.
+
+Why these settings: WAL lets readers run while a writer commits; the busy timeout (set before
+switching to WAL, or the switch itself can fail on a busy file) makes a second process wait
+instead of failing; `BEGIN IMMEDIATE` takes the write lock before reading, so check-then-claim is
+one atomic step across processes. Every call runs in a worker thread: a blocked lock must never
+freeze the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import anyio
+
+from .base import (
+    DAY,
+    HOUR,
+    STALE_CLAIM,
+    UNKNOWN_GUARD,
+    Accepted,
+    Claimed,
+    ClaimResult,
+    Download,
+    FileKey,
+    InFlight,
+    Job,
+    JobRequest,
+    LedgerError,
+    LimitReached,
+    Policy,
+    Reused,
+    Spending,
+    StatusUpdate,
+    Unknown,
+    dumps_urls,
+    loads_urls,
+)
+
+log = logging.getLogger(__name__)
+
+FILE_NAME: Final = "ledger.sqlite3"
+BUSY_TIMEOUT_MS: Final = 15_000
+
+# Each entry moves the schema one version up; `PRAGMA user_version` says how far a file has come.
+# Never edit an entry once released: add one.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        account TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('submitting', 'submitted', 'unknown')),
+        task_id TEXT,
+        conversion_id TEXT,
+        submitted_at REAL NOT NULL,
+        heartbeat_at REAL,
+        source_kind TEXT NOT NULL,
+        source_name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        stems TEXT NOT NULL,
+        stems_key TEXT NOT NULL,
+        options TEXT NOT NULL,
+        options_key TEXT NOT NULL,
+        eta INTEGER,
+        credit_estimate REAL,
+        status TEXT,
+        status_message TEXT,
+        conversion_cost REAL,
+        finished_at REAL,
+        stem_urls TEXT,
+        note TEXT
+    );
+    CREATE INDEX jobs_by_request ON jobs (owner, account, fingerprint, stems_key, options_key, submitted_at);
+    CREATE INDEX jobs_by_owner_time ON jobs (owner, submitted_at);
+    CREATE INDEX jobs_by_task ON jobs (task_id);
+    CREATE TABLE downloads (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        stem TEXT NOT NULL,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX downloads_by_job ON downloads (job_id);
+    CREATE TABLE fingerprints (
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (dev, ino)
+    );
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+T = TypeVar("T")
+
+_COLUMNS: Final = (
+    "id, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint, "
+    "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note"
+)
+# Jobs that may have cost money (everything but a claim that is still in the air... which may too).
+_CHARGEABLE: Final = "state IN ('submitting', 'submitted', 'unknown')"
+
+
+def open_sqlite_ledger(state_dir: Path) -> SQLiteLedger:
+    """Open (creating, migrating or, if damaged, replacing) the ledger in `state_dir`. Blocking."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise LedgerError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
+    path = state_dir / FILE_NAME
+    try:
+        return SQLiteLedger(_connect(path), path)
+    except sqlite3.DatabaseError as exc:
+        if not _is_damage(exc):
+            raise LedgerError(f"cannot open {path}: {exc}") from None
+        aside = _move_aside(path)
+        log.error("the ledger %s is damaged (%s); moved it to %s and started a new one", path, exc, aside)
+        try:
+            return SQLiteLedger(_connect(path), path)
+        except sqlite3.Error as again:
+            raise LedgerError(f"cannot open {path}: {again}") from None
+    except OSError as exc:
+        raise LedgerError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text or "quick_check" in text
+    )
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            extra.rename(aside.with_name(aside.name + suffix))
+    return aside
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # The file holds a user's history and their files' names: readable by them alone.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        checked = conn.execute("PRAGMA quick_check").fetchone()
+        if checked is None or checked[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check failed: {checked[0] if checked else 'no answer'}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL never corrupts the file; a power cut can lose the last commits, so the
+        # commits that protect money (a claim, an accepted job) are forced to disk with FULL.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"{path} was written by a newer musicgpt-mcp (ledger schema {version}; this one reads up to "
+            f"{SCHEMA_VERSION}). Upgrade musicgpt-mcp, or point MUSICGPT_MCP_STATE_DIR at another folder."
+        )
+    # IMMEDIATE: two processes starting at once must not both migrate; the second waits, then sees
+    # the new version and does nothing.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            log.info("ledger %s migrated to schema %d", path, step + 1)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteLedger:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+        self.where = str(path)
+
+    async def close(self) -> None:
+        await self._run(lambda c: c.close())
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(self._conn)
+
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {self.path} could not be used: {exc}") from None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- the paid path ----------------------------------------------------------------------
+
+    async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
+        def run(conn: sqlite3.Connection) -> ClaimResult:
+            with self._write(conn):
+                decided = _decide(conn, request, policy, now, write=True)
+                if decided is not None:
+                    return decided
+                cursor = conn.execute(
+                    "INSERT INTO jobs (owner, account, state, submitted_at, heartbeat_at, source_kind, source_name, "
+                    "fingerprint, stems, stems_key, options, options_key) "
+                    "VALUES (?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        request.owner,
+                        request.account,
+                        now,
+                        now,
+                        request.source_kind,
+                        request.source_name,
+                        request.fingerprint,
+                        json.dumps(list(request.stems)),
+                        request.stems_key,
+                        json.dumps(list(request.options)),
+                        request.options_key,
+                    ),
+                )
+                return Claimed(int(cursor.lastrowid or 0))
+
+        return await self._run(run)
+
+    async def preview(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
+        """What `claim` would decide now, without claiming (Claimed(0): it would submit)."""
+
+        def run(conn: sqlite3.Connection) -> ClaimResult:
+            return _decide(conn, request, policy, now, write=False) or Claimed(0)
+
+        return await self._run(run)
+
+    async def heartbeat(self, job_id: int, now: float) -> None:
+        await self._run(
+            lambda c: c.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND state = 'submitting'", (now, job_id))
+        )
+
+    async def accepted(self, job_id: int, reply: Accepted) -> Job:
+        def run(conn: sqlite3.Connection) -> Job:
+            with self._write(conn):
+                conn.execute(
+                    "UPDATE jobs SET state = 'submitted', task_id = ?, conversion_id = ?, eta = ?, "
+                    "credit_estimate = ?, heartbeat_at = NULL WHERE id = ?",
+                    (reply.task_id, reply.conversion_id, reply.eta, reply.credit_estimate, job_id),
+                )
+                return _job(conn, job_id)
+
+        return await self._run(run)
+
+    async def outcome_unknown(self, job_id: int, note: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET state = 'unknown', note = ?, heartbeat_at = NULL WHERE id = ?", (note[:500], job_id)
+            )
+        )
+
+    async def release(self, job_id: int) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM jobs WHERE id = ? AND state = 'submitting'", (job_id,)))
+
+    async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
+        def run(conn: sqlite3.Connection) -> list[float]:
+            rows = conn.execute(
+                "SELECT coalesce(conversion_cost, credit_estimate) FROM jobs WHERE owner = ? AND account = ? "
+                "AND stems_key = ? AND options_key = ? AND state = 'submitted' "
+                "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC LIMIT ?",
+                (request.owner, request.account, request.stems_key, request.options_key, limit),
+            ).fetchall()
+            return [float(r[0]) for r in rows]
+
+        return await self._run(run)
+
+    async def spending(self, owner: str, now: float) -> Spending:
+        def run(conn: sqlite3.Connection) -> Spending:
+            jobs, day = _usage(conn, owner, now - HOUR, now - DAY)
+            month = conn.execute(
+                f"SELECT coalesce(sum(coalesce(conversion_cost, credit_estimate, 0)), 0) FROM jobs "
+                f"WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?",
+                (owner, now - 30 * DAY),
+            ).fetchone()[0]
+            return Spending(credits_last_day=day, credits_last_30_days=float(month), jobs_last_hour=jobs)
+
+        return await self._run(run)
+
+    # --- what happened afterwards -----------------------------------------------------------
+
+    async def job(self, owner: str, task_id: str) -> Job | None:
+        def run(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC LIMIT 1",
+                (owner, task_id),
+            ).fetchone()
+            return _with_downloads(conn, [_row_job(row)])[0] if row else None
+
+        return await self._run(run)
+
+    async def update_status(self, owner: str, task_id: str, update: StatusUpdate, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            has_urls = bool(update.mp3_urls or update.wav_urls)
+            conn.execute(
+                "UPDATE jobs SET status = ?, status_message = ?, conversion_cost = coalesce(?, conversion_cost), "
+                "finished_at = CASE WHEN ? THEN coalesce(finished_at, ?) ELSE finished_at END, "
+                "stem_urls = CASE WHEN ? THEN ? ELSE stem_urls END "
+                "WHERE owner = ? AND task_id = ? AND state = 'submitted'",
+                (
+                    update.status,
+                    update.status_message,
+                    update.conversion_cost,
+                    update.done,
+                    now,
+                    has_urls,
+                    dumps_urls(update.mp3_urls, update.wav_urls),
+                    owner,
+                    task_id,
+                ),
+            )
+
+        await self._run(run)
+
+    async def record_downloads(self, owner: str, task_id: str, files: Sequence[Download]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                row = conn.execute(
+                    "SELECT id FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC LIMIT 1",
+                    (owner, task_id),
+                ).fetchone()
+                if row is None:
+                    return
+                conn.executemany(
+                    "INSERT INTO downloads (job_id, stem, path, format, bytes, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(row[0], f.stem, f.path, f.format, f.bytes, f.at) for f in files],
+                )
+
+        await self._run(run)
+
+    async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]:
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            where, args = ["owner = ?"], [owner]
+            if status is not None:
+                clause, extra = _status_clause(status)
+                where.append(clause)
+                args += extra
+            if query:
+                escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                where.append("source_name LIKE ? ESCAPE '\\'")
+                args.append(f"%{escaped}%")
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY submitted_at DESC, id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return _with_downloads(conn, [_row_job(r) for r in rows])
+
+        return await self._run(run)
+
+    async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None:
+        def run(conn: sqlite3.Connection) -> Path | None:
+            rows = conn.execute(
+                "SELECT d.path FROM downloads d JOIN jobs j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
+                "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC",
+                (owner, task_id, stem, fmt),
+            ).fetchall()
+            # The newest record whose file is still there (a user may have moved or deleted files since).
+            return next((Path(r[0]) for r in rows if Path(r[0]).is_file()), None)
+
+        return await self._run(run)
+
+    # --- fingerprints -------------------------------------------------------------------------
+
+    async def cached_fingerprint(self, key: FileKey) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
+                (key.dev, key.ino, key.size, key.mtime_ns),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(run)
+
+    async def remember_fingerprint(self, key: FileKey, digest: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?)",
+                (key.dev, key.ino, key.size, key.mtime_ns, digest),
+            )
+        )
+
+
+def _decide(
+    conn: sqlite3.Connection, request: JobRequest, policy: Policy, now: float, *, write: bool
+) -> ClaimResult | None:
+    """Reuse, wait, refuse, or None: submit. With `write`, a dead claim is marked as unknown."""
+    if not policy.force_new:
+        found = _same_request(conn, request, now - max(policy.reuse_seconds, UNKNOWN_GUARD, STALE_CLAIM))
+        for job in found:
+            if job.state == "submitted" and not job.failed and job.submitted_at >= now - policy.reuse_seconds:
+                return Reused(job)
+        for job in found:
+            if job.state == "submitting":
+                heartbeat = _heartbeat(conn, job.id)
+                if heartbeat is not None and heartbeat >= now - STALE_CLAIM:
+                    return InFlight(job)
+                if write:
+                    conn.execute(
+                        "UPDATE jobs SET state = 'unknown', note = ? WHERE id = ?",
+                        ("the server stopped while it was submitting this job", job.id),
+                    )
+                    return Unknown(_job(conn, job.id))
+                return Unknown(job)
+        for job in found:
+            if job.state == "unknown" and job.submitted_at >= now - UNKNOWN_GUARD:
+                return Unknown(job)
+    jobs, credits = _usage(conn, request.owner, now - HOUR, now - DAY)
+    if jobs >= policy.max_jobs_per_hour:
+        return LimitReached("jobs", jobs, policy.max_jobs_per_hour)
+    if policy.max_credits_per_day is not None and credits >= policy.max_credits_per_day:
+        return LimitReached("credits", credits, policy.max_credits_per_day)
+    return None
+
+
+def _same_request(conn: sqlite3.Connection, request: JobRequest, since: float) -> list[Job]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND account = ? AND fingerprint = ? AND stems_key = ? "
+        "AND options_key = ? AND submitted_at >= ? ORDER BY submitted_at DESC",
+        (request.owner, request.account, request.fingerprint, request.stems_key, request.options_key, since),
+    ).fetchall()
+    return [_row_job(r) for r in rows]
+
+
+def _heartbeat(conn: sqlite3.Connection, job_id: int) -> float | None:
+    row = conn.execute("SELECT heartbeat_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def _usage(conn: sqlite3.Connection, owner: str, hour_ago: float, day_ago: float) -> tuple[int, float]:
+    jobs = conn.execute(
+        f"SELECT count(*) FROM jobs WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?", (owner, hour_ago)
+    ).fetchone()[0]
+    credits = conn.execute(
+        f"SELECT coalesce(sum(coalesce(conversion_cost, credit_estimate, 0)), 0) FROM jobs "
+        f"WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?",
+        (owner, day_ago),
+    ).fetchone()[0]
+    return int(jobs), float(credits)
+
+
+def _status_clause(status: str) -> tuple[str, list[Any]]:
+    if status == "OUTCOME_UNKNOWN":
+        return "state = 'unknown'", []
+    if status == "SUBMITTED":
+        return "state = 'submitted' AND status IS NULL", []
+    return "state = 'submitted' AND status = ?", [status]
+
+
+def _job(conn: sqlite3.Connection, job_id: int) -> Job:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise sqlite3.DatabaseError(f"job {job_id} vanished from the ledger")
+    return _row_job(row)
+
+
+def _row_job(row: Sequence[Any]) -> Job:
+    (id_, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint) = row[:10]
+    (stems, options, eta, credit, status, message, cost, finished, urls, note) = row[10:]
+    mp3, wav = loads_urls(urls)
+    return Job(
+        id=int(id_),
+        owner=owner,
+        account=account,
+        state=state,
+        task_id=task_id,
+        conversion_id=conversion_id,
+        submitted_at=float(submitted_at),
+        source_kind=source_kind,
+        source_name=source_name,
+        fingerprint=fingerprint,
+        stems=tuple(json.loads(stems)),
+        options=tuple(json.loads(options)),
+        eta=eta,
+        credit_estimate=credit,
+        status=status,
+        status_message=message,
+        conversion_cost=cost,
+        finished_at=finished,
+        mp3_urls=mp3,
+        wav_urls=wav,
+        note=note,
+    )
+
+
+def _with_downloads(conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
+    if not jobs:
+        return jobs
+    marks = ",".join("?" * len(jobs))
+    found: dict[int, list[Download]] = {}
+    for job_id, stem, path, fmt, size, at in conn.execute(
+        f"SELECT job_id, stem, path, format, bytes, at FROM downloads WHERE job_id IN ({marks}) ORDER BY at, id",
+        [j.id for j in jobs],
+    ):
+        found.setdefault(job_id, []).append(Download(stem, path, fmt, size, at))
+    from dataclasses import replace
+
+    return [replace(j, downloads=tuple(found.get(j.id, ()))) for j in jobs]
