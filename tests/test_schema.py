@@ -101,3 +101,19 @@ async def test_invalid_arguments_are_refused_by_the_schema() -> None:
     assert "stems" in bad_stem.content[0].text  # type: ignore[union-attr]
     assert "listed twice" in twice.content[0].text  # type: ignore[union-attr]
     assert "preprocessing_options" in bad_option.content[0].text  # type: ignore[union-attr]
+
+
+async def test_download_stems_optional_list_is_unique_inside_its_array_branch() -> None:
+    """`uniqueItems` belongs to the array, not beside `anyOf` (strict validators refuse that: issue #14;
+    tests/test_strict_schemas.py compiles every schema with Ajv itself)."""
+    tool = await _tool("download_stems")
+    stems = tool["inputSchema"]["properties"]["stems"]  # type: ignore[index]
+    assert "uniqueItems" not in stems
+    array, null = stems["anyOf"]
+    assert array["type"] == "array" and array["uniqueItems"] is True
+    assert array["items"]["enum"] == MUSICGPT_STEMS
+    assert null == {"type": "null"}
+    async with connect(OFFLINE) as client:
+        twice = await client.call_tool("download_stems", {"task_id": "t-1", "stems": ["bass", "bass"]})
+    assert twice.is_error
+    assert "listed twice" in twice.content[0].text  # type: ignore[union-attr]
