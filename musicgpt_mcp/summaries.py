@@ -41,7 +41,7 @@ def status_model(task_id: str, status: contract.StatusReply, waited: float) -> E
 def submitted(result: ExtractionSubmitted) -> str:
     what = ", ".join(result.stems)
     wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
-    cost = f"{result.credit_estimate:g} credits" if result.credit_estimate is not None else "cost not stated"
+    cost = count(result.credit_estimate, "credit") if result.credit_estimate is not None else "cost not stated"
     extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
     return (
         f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
@@ -78,7 +78,7 @@ def status(result: ExtractionStatus, eta_left: float | None, asked: int, wait: i
 
 
 def downloaded(result: StemsDownloaded) -> str:
-    lines = [f"Saved {len(result.files)} stem file(s) for extraction {result.task_id} in {result.directory}:"]
+    lines = [f"Saved {count(len(result.files), 'stem file')} for extraction {result.task_id} in {result.directory}:"]
     for f in result.files:
         kept = " (already there, identical)" if f.already_present else ""
         lines.append(f"- {f.stem}: {f.path} ({size(f.bytes)}){kept}")
@@ -91,3 +91,8 @@ def size(n: int) -> str:
     if n >= 1_048_576:
         return f"{n / 1_048_576:.1f} MB"
     return f"{max(1, round(n / 1024))} KB"
+
+
+def count(n: float, noun: str) -> str:
+    """ "1 credit", "0.5 credits", "2 stem files": the noun is singular for exactly one."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
