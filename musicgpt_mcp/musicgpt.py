@@ -296,7 +296,7 @@ class MusicGPTClient:
             )
         if status == 429:
             wait = _retry_after_seconds(retry_after)
-            when = f"Wait {wait} seconds" if wait is not None else "Wait a minute"
+            when = f"Wait {wait} second{'' if wait == 1 else 's'}" if wait is not None else "Wait a minute"
             return MusicGPTError(
                 f"MusicGPT's rate limit was reached (HTTP 429{detail}; it allows "
                 f"{contract.SUBMITS_PER_MINUTE} extraction submits a minute). The job was not accepted. "

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, logs, prompts, resources, tools
+from . import __version__, completions, logs, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState
@@ -76,6 +76,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
     tools.register(server)
     resources.register(server)
     prompts.register(server)
+    completions.register(server, prompts.CHOICES)
     return server
 
 

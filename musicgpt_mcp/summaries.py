@@ -39,11 +39,6 @@ def status_model(task_id: str, status: contract.StatusReply, waited: float) -> E
     )
 
 
-def plural(n: float, word: str, words: str | None = None) -> str:
-    """`1 credit`, `2.5 credits`, `0 credits`."""
-    return f"{n:g} {word if n == 1 else (words or word + 's')}"
-
-
 def submitted(result: ExtractionSubmitted, last_status: str | None = None) -> str:
     what = ", ".join(result.stems)
     extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
@@ -58,7 +53,7 @@ def submitted(result: ExtractionSubmitted, last_status: str | None = None) -> st
             "(If the user wants a fresh paid job anyway, call extract_stems with force_new=true.)"
         )
     wait = f"about {result.eta} s" if result.eta >= 0 else "an unknown time"
-    cost = plural(result.credit_estimate, "credit") if result.credit_estimate is not None else "not stated"
+    cost = count(result.credit_estimate, "credit") if result.credit_estimate is not None else "not stated"
     return (
         f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
         f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. {nxt}"
@@ -78,7 +73,7 @@ def consent_question(request: JobRequest, size: int | None, webhook_url: str | N
     if costs:
         listed = ", ".join(f"{c:g}" for c in costs)
         cost = (
-            f"the last job with the same stems and options cost {plural(costs[0], 'credit')}"
+            f"the last job with the same stems and options cost {count(costs[0], 'credit')}"
             if len(costs) == 1
             else f"the last {len(costs)} jobs with the same stems and options cost {listed} credits"
         )
@@ -108,9 +103,9 @@ def extractions(result: ExtractionList, status: str | None, query: str | None) -
     if not result.extractions:
         filters = " matching that filter" if status or query else ""
         return f"No extractions{filters} in this server's ledger. {totals}"
-    lines = [f"{plural(len(result.extractions), 'extraction')}, newest first. {totals}"]
+    lines = [f"{count(len(result.extractions), 'extraction')}, newest first. {totals}"]
     for job in result.extractions:
-        cost = f", {plural(job.credits, 'credit')}" if job.credits is not None else ""
+        cost = f", {count(job.credits, 'credit')}" if job.credits is not None else ""
         saved = f", saved in {'; '.join(job.saved_to)}" if job.saved_to else ""
         tid = job.task_id or "no task_id"
         lines.append(f"- {job.submitted_at} {job.source} ({', '.join(job.stems)}): {job.status}{cost}{saved}; {tid}")
@@ -145,7 +140,7 @@ def status(result: ExtractionStatus, eta_left: float | None, asked: int, wait: i
 
 
 def downloaded(result: StemsDownloaded) -> str:
-    lines = [f"Saved {len(result.files)} stem file(s) for extraction {result.task_id} in {result.directory}:"]
+    lines = [f"Saved {count(len(result.files), 'stem file')} for extraction {result.task_id} in {result.directory}:"]
     for f in result.files:
         kept = " (already there, identical)" if f.already_present else ""
         lines.append(f"- {f.stem}: {f.path} ({size(f.bytes)}){kept}")
@@ -158,3 +153,8 @@ def size(n: int) -> str:
     if n >= 1_048_576:
         return f"{n / 1_048_576:.1f} MB"
     return f"{max(1, round(n / 1024))} KB"
+
+
+def count(n: float, noun: str) -> str:
+    """ "1 credit", "0.5 credits", "2 stem files": the noun is singular for exactly one."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"

@@ -107,6 +107,14 @@ async def test_rate_limit_with_retry_after(sandbox: Sandbox) -> None:
     )
 
 
+async def test_rate_limit_of_one_second_is_singular(sandbox: Sandbox) -> None:
+    sandbox.state.queue_fault(
+        "submit", json_fault(429, {"error": "Too many requests"}, headers=(("Retry-After", "1"),))
+    )
+    text = await call(sandbox)
+    assert text.endswith("The job was not accepted. Wait 1 second before submitting again.")
+
+
 async def test_rate_limit_without_retry_after(sandbox: Sandbox) -> None:
     sandbox.state.queue_fault("submit", Fault(status=429, body=b"", content_type="text/plain"))
     text = await call(sandbox)

@@ -54,7 +54,7 @@ async def test_stdio_journey_against_builtin_sandbox(song: Path, tmp_path: Path)
         assert path.is_relative_to(out)
         with wave.open(str(path)) as audio:
             assert audio.getnframes() > 1000
-    assert "Saved 2 stem file(s)" in text_of(saved)
+    assert "Saved 2 stem files for" in text_of(saved)
 
 
 async def test_tool_annotations_for_results() -> None:

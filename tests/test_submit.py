@@ -129,3 +129,15 @@ async def test_upload_reports_progress(sandbox: Sandbox, tmp_path: Path) -> None
     assert updates[-1] == (size, size, "uploaded 3.0 MB of 3.0 MB")
     assert [u[0] for u in updates] == sorted(u[0] for u in updates)
     assert all(u[1] == size for u in updates)
+
+
+@pytest.mark.parametrize(
+    ("stems", "cost"),
+    [(["vocals"], "0.5 credits"), (["vocals", "drums"], "1 credit"), (["vocals", "drums", "bass"], "1.5 credits")],
+)
+async def test_cost_is_counted_in_words_a_person_would_use(sandbox: Sandbox, stems: list[str], cost: str) -> None:
+    """The sandbox prices 0.5 credit a stem; exactly one credit is singular (issue #14: "1 credits")."""
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3", "stems": stems})
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert f"; estimated cost: {cost}. Next:" in text

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from .. import contract
 from ..catalog import Preprocessing, Stem
@@ -25,8 +27,23 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
-StemList = Annotated[list[Stem], AfterValidator(_unique)]
-PreprocessingList = Annotated[list[Preprocessing], AfterValidator(_unique)]
+class _UniqueItems:
+    """Marks a list's own JSON Schema `uniqueItems`. On the list type, not on the parameter's Field:
+    there `json_schema_extra` lands beside `anyOf` when the list is optional (`UniqueList[X] | None`),
+    which strict validators refuse (Ajv: 'missing type "array" for keyword "uniqueItems"')."""
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["uniqueItems"] = True
+        return schema
+
+
+T = TypeVar("T")
+# A list whose items are each named once: refused with a clear message, and `uniqueItems` in the
+# schema's array (also inside `anyOf` when optional). Every list argument of a tool uses this.
+UniqueList = Annotated[list[T], AfterValidator(_unique), _UniqueItems()]
+StemList = UniqueList[Stem]
+PreprocessingList = UniqueList[Preprocessing]
 TaskId = Annotated[
     str,
     Field(

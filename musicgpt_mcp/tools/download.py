@@ -34,7 +34,6 @@ async def download_stems(
         StemList | None,
         Field(
             description="Which stems to save, each named once. Omit to save every stem the job produced.",
-            json_schema_extra={"uniqueItems": True},
         ),
     ] = None,
     format: Annotated[

@@ -196,7 +196,6 @@ async def extract_stems(
                 f"set: {', '.join(DEFAULT_STEMS)}. Use 'instrumental' for a karaoke track, 'vocals' for "
                 "an a cappella. Every stem is described in the resource musicgpt://stems."
             ),
-            json_schema_extra={"uniqueItems": True},
         ),
     ] = [],  # noqa: B006 - pydantic copies defaults; the schema needs a literal default
     preprocessing_options: Annotated[
@@ -206,7 +205,6 @@ async def extract_stems(
                 "Clean-up applied before separation, each named once: Denoise (background noise), "
                 "Deecho (echo), Dereverb (reverb). Usually none; use them for live or home recordings."
             ),
-            json_schema_extra={"uniqueItems": True},
         ),
     ] = [],  # noqa: B006
     webhook_url: Annotated[
