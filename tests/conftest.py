@@ -18,6 +18,7 @@ from musicgpt_mcp.config import Settings
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.sandbox.audio import wav_tone
 from musicgpt_mcp.server import create_server
+from tests.support.issuer import TokenIssuer
 from tests.support.postgres import PostgresServer, find_bin_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +144,10 @@ def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def token_issuer() -> Iterator[TokenIssuer]:
+    """A real OAuth authorization server on loopback with its own keys (tests/support/issuer.py)."""
+    with TokenIssuer() as issuer:
+        yield issuer
