@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import sys
@@ -17,6 +18,8 @@ from musicgpt_mcp.config import Settings
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.sandbox.audio import wav_tone
 from musicgpt_mcp.server import create_server
+from tests.support.issuer import TokenIssuer
+from tests.support.postgres import PostgresServer, find_bin_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,3 +126,36 @@ def require_node_tools() -> Path:
     """The folder of the pinned Node tools (`npm ci` at the repository root installs them)."""
     require((NODE_BIN / "node").exists(), "the pinned Node tools", "run `npm ci` in the repository root")
     return NODE_BIN
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (tests/support/postgres.py; about 1 s to start)."""
+    require(
+        find_bin_dir() is not None,
+        "PostgreSQL (initdb, pg_ctl)",
+        "install the server (Debian/Ubuntu: `apt-get install postgresql`) or put its bin folder on PATH",
+    )
+    require(
+        importlib.util.find_spec("psycopg") is not None,
+        "the PostgreSQL driver (psycopg)",
+        "run `uv sync` (the dev group installs musicgpt-mcp[postgres])",
+    )
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a fresh, empty database for this test (a `CREATE DATABASE`, ~0.1 s), dropped afterwards."""
+    name = postgres_server.unique_name(request.node.name)
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def token_issuer() -> Iterator[TokenIssuer]:
+    """A real OAuth authorization server on loopback with its own keys (tests/support/issuer.py)."""
+    with TokenIssuer() as issuer:
+        yield issuer
