@@ -152,6 +152,8 @@ def build_app(state: SandboxState) -> Starlette:
             return _error(422, contract.MISSING_INPUT_MESSAGE)
 
         requested = tuple(stems) or DEFAULT_STEMS
+        if state.submit_delay:
+            await anyio.sleep(state.submit_delay)
         job = state.new_job(
             stems=requested,
             preprocessing_options=tuple(options),

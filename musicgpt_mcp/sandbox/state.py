@@ -110,6 +110,8 @@ class SandboxState:
     cost_as_string: bool = False
     # Length of the generated stem audio.
     stem_seconds: float = 2.0
+    # Seconds an accepted submit takes to answer, so tests can make concurrent submits overlap.
+    submit_delay: float = 0.0
     received: list[ReceivedSubmit] = field(default_factory=list)
     downloads: list[ReceivedDownload] = field(default_factory=list)
     status_calls: int = 0
@@ -208,3 +210,4 @@ class SandboxState:
         self.map_keys = "conversion_path"
         self.cost_as_string = False
         self.stem_seconds = 2.0
+        self.submit_delay = 0.0
