@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from . import __version__, logs
-from .config import ENV_VARS
+from .config import ENV_VARS, Settings, folders
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,8 +44,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="With --sandbox: the eta the sandbox promises for each job (default: 5).",
     )
+    parser.add_argument(
+        "--allowed-dirs",
+        nargs="*",
+        default=[],
+        metavar="FOLDER",
+        help=(
+            "Folders audio files may be uploaded from, one argument each; when given, they replace "
+            "MUSICGPT_MCP_ALLOWED_DIRS. For hosts that pass a list of folders as separate arguments "
+            "(the MCP Bundle's settings form does)."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"musicgpt-mcp {__version__}")
     return parser
+
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """The settings: the environment's, with the command line's folders (if any) in place of
+    MUSICGPT_MCP_ALLOWED_DIRS. A ConfigError raised here surfaces in each tool call, not at start-up."""
+    settings = Settings.from_env(env)
+    # An MCP Bundle's list of folders cannot become one environment variable (the host substitutes
+    # lists only as separate arguments), so it arrives here, one folder per argument.
+    given = folders(args.allowed_dirs, "--allowed-dirs")
+    return dataclasses.replace(settings, allowed_dirs=given) if given else settings
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -67,14 +89,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .server import create_server
 
     if not args.sandbox:
-        create_server().run()
+        create_server(lambda: settings_from(args, os.environ)).run()
         return
-
-    import dataclasses
 
     from pydantic import SecretStr
 
-    from .config import Settings
     from .sandbox import Sandbox
 
     # The sandbox replaces the key and base URL, and keeps a ledger of its own that lives as long as it
@@ -85,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         def settings() -> Settings:
             return dataclasses.replace(
-                Settings.from_env(env),
+                settings_from(args, env),
                 api_key=SecretStr(sandbox.api_key),
                 base_url=sandbox.base_url,
                 state_dir=state_dir,

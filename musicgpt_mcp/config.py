@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -135,7 +136,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = {k: v for k, v in (os.environ if env is None else env).items() if not is_placeholder(v)}
         raw_key = env.get("MUSICGPT_API_KEY", "").strip()
         if raw_key and any(ch in raw_key for ch in "\r\n\0"):
             # The message must not echo the key itself.
@@ -158,18 +159,38 @@ class Settings:
         )
 
 
+_PLACEHOLDER = re.compile(r"\$\{[^{}]*\}")
+
+
+def is_placeholder(value: str) -> bool:
+    """True for a value that is one unexpanded `${...}` placeholder: a setting left blank, not a value.
+
+    Claude Desktop passes an optional MCP Bundle setting the user left empty as the literal text of its
+    placeholder (MUSICGPT_MCP_OUTPUT_DIR=${user_config.output_dir}); the MCPB library's substitution
+    (@anthropic-ai/mcpb 2.1.2, getMcpConfigForManifest) does the same. Read as a value, it would be a
+    relative folder named "${user_config.output_dir}"; read as unset, it is the default the user expects.
+    """
+    return _PLACEHOLDER.fullmatch(value.strip()) is not None
+
+
+def folders(items: Iterable[str], source: str) -> tuple[Path, ...]:
+    """The absolute folders in `items`; empty items and blank placeholders are skipped."""
+    dirs = []
+    for item in items:
+        text = item.strip()
+        if not text or is_placeholder(text):
+            continue
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"{source} must list absolute folders; {text!r} is relative.")
+        dirs.append(path)
+    return tuple(dirs)
+
+
 def _dirs(raw: str | None) -> tuple[Path, ...] | None:
     if raw is None or not raw.strip():
         return None
-    dirs = []
-    for item in raw.split(os.pathsep):
-        if not item.strip():
-            continue
-        path = Path(item.strip()).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(f"MUSICGPT_MCP_ALLOWED_DIRS must list absolute folders; {item.strip()!r} is relative.")
-        dirs.append(path)
-    return tuple(dirs)
+    return folders(raw.split(os.pathsep), "MUSICGPT_MCP_ALLOWED_DIRS")
 
 
 def _dir(env: Mapping[str, str], name: str) -> Path | None:
