@@ -128,12 +128,6 @@ async def _plan(
         max_jobs_per_hour=settings.max_jobs_per_hour,
         force_new=force_new,
     )
-    preview = await ledger.preview(request, policy, time.time())
-    if isinstance(preview, Unknown):
-        raise ToolError(submission.unknown_message(preview.job))
-    if isinstance(preview, LimitReached):
-        raise ToolError(submission.limit_message(preview))
-    costs = await ledger.recent_costs(request, 3) if isinstance(preview, Claimed) else []
     extraction = ExtractionRequest(
         stems=list(stems),
         preprocessing_options=list(preprocessing_options),
@@ -141,6 +135,17 @@ async def _plan(
         audio_file=part,
         webhook_url=hook,
     )
+    if not _will_ask(ctx):
+        # Nobody will be asked: the claim decides everything (reuse, limits, unknown outcomes) in one
+        # transaction, so a look ahead would only cost time.
+        return Plan(request=request, extraction=extraction, policy=policy, submits=True, question="")
+    # Before asking the user to pay: is there anything to pay for, and is it allowed at all?
+    preview = await ledger.preview(request, policy, time.time())
+    if isinstance(preview, Unknown):
+        raise ToolError(submission.unknown_message(preview.job))
+    if isinstance(preview, LimitReached):
+        raise ToolError(submission.limit_message(preview))
+    costs = await ledger.recent_costs(request, 3) if isinstance(preview, Claimed) else []
     return Plan(
         request=request,
         extraction=extraction,
@@ -150,6 +155,19 @@ async def _plan(
     )
 
 
+def _can_ask(ctx: Context[AppState]) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # The SDK counts a bare `elicitation: {}` as form support; a url-only client cannot show a form.
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def _will_ask(ctx: Context[AppState]) -> bool:
+    settings = app_state(ctx).settings
+    mode = settings.confirm if settings is not None else "auto"
+    return mode != "never" and _can_ask(ctx)
+
+
 async def _consent(ctx: Context[AppState], plan: Annotated[Plan, Resolve(_plan)]) -> Elicit[Consent] | str:
     settings = app_state(ctx).settings
     if not plan.submits:
@@ -157,10 +175,7 @@ async def _consent(ctx: Context[AppState], plan: Annotated[Plan, Resolve(_plan)]
     mode = settings.confirm if settings is not None else "auto"
     if mode == "never":
         return UNASKED
-    capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities is not None else None
-    # The SDK counts a bare `elicitation: {}` as form support; a url-only client cannot show a form.
-    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+    if not _can_ask(ctx):
         return CANNOT_ASK if mode == "always" else UNASKED
     return Elicit(plan.question, Consent)
 
