@@ -91,6 +91,41 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "cannot), never.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_PUBLIC_URL",
+        "(http://HOST:PORT/mcp)",
+        "With --transport http: the URL clients use to reach the server, e.g. https://stems.example.com/mcp. "
+        "Its host is what the server answers to (DNS-rebinding protection), and with OAuth it is the tokens' audience.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_AUTH",
+        "none",
+        "With --transport http: who may call. oauth (JWT access tokens from MUSICGPT_MCP_OAUTH_ISSUER; jobs are "
+        "paid with MUSICGPT_API_KEY), header (each caller sends their own MusicGPT key in X-MusicGPT-Api-Key), or "
+        "none (loopback only).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_OAUTH_ISSUER",
+        "(none)",
+        "With MUSICGPT_MCP_AUTH=oauth: the authorization server whose tokens are accepted (its metadata names its keys).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_OAUTH_SCOPES",
+        "(none)",
+        "With MUSICGPT_MCP_AUTH=oauth: scopes every token must carry, separated by spaces or commas.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_DATABASE_URL",
+        "(none: SQLite in MUSICGPT_MCP_STATE_DIR)",
+        "postgresql://... puts the job ledger in PostgreSQL, shared by every replica (needs musicgpt-mcp[postgres]).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_SERVER_SECRET",
+        "(generated and kept in MUSICGPT_MCP_STATE_DIR)",
+        "With --transport http: a secret of at least 32 characters that signs state handed to clients between "
+        "rounds of a call and names header-mode users. Every replica needs the same one; required with "
+        "MUSICGPT_MCP_DATABASE_URL.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
@@ -99,6 +134,22 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
 
 
 Confirm = Literal["auto", "always", "never"]
+Auth = Literal["none", "oauth", "header"]
+AUTH_MODES: Final[tuple[Auth, ...]] = ("none", "oauth", "header")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How the HTTP transport admits callers and shares state. Ignored over stdio."""
+
+    auth: Auth = "none"
+    public_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_scopes: tuple[str, ...] = ()
+    database_url: SecretStr | None = None
+    server_secret: SecretStr | None = None
+
+
 CONFIRM_MODES: Final[tuple[Confirm, ...]] = ("auto", "always", "never")
 
 
@@ -133,6 +184,9 @@ class Settings:
     max_credits_per_day: float | None = None
     max_jobs_per_hour: int = 30
     confirm: Confirm = "auto"
+    # Whether MUSICGPT_MCP_OUTPUT_DIR was set: over HTTP, saving to the server's disk is offered only then.
+    output_dir_configured: bool = False
+    remote: Remote = Remote()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +210,8 @@ class Settings:
             max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
             max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
             confirm=_confirm(env),
+            output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
+            remote=_remote(env),
         )
 
 
@@ -219,6 +275,40 @@ def _optional_number(env: Mapping[str, str], name: str, *, low: float, high: flo
     if not low <= value <= high:  # also refuses nan
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}.")
     return value
+
+
+def _remote(env: Mapping[str, str]) -> Remote:
+    raw_auth = env.get("MUSICGPT_MCP_AUTH", "").strip().lower() or "none"
+    auth = next((mode for mode in AUTH_MODES if mode == raw_auth), None)
+    if auth is None:
+        raise ConfigError(f"MUSICGPT_MCP_AUTH must be one of {', '.join(AUTH_MODES)}; got {raw_auth!r}.")
+    public_url = env.get("MUSICGPT_MCP_PUBLIC_URL", "").strip() or None
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ConfigError(
+                f"MUSICGPT_MCP_PUBLIC_URL must be the http(s) URL clients use, such as "
+                f"https://stems.example.com/mcp; got {public_url!r}."
+            )
+    issuer = env.get("MUSICGPT_MCP_OAUTH_ISSUER", "").strip() or None
+    if issuer is not None and urlsplit(issuer).scheme not in ("http", "https"):
+        raise ConfigError(f"MUSICGPT_MCP_OAUTH_ISSUER must be an http(s) URL; got {issuer!r}.")
+    scopes = tuple(s for s in re.split(r"[\s,]+", env.get("MUSICGPT_MCP_OAUTH_SCOPES", "")) if s)
+    database = env.get("MUSICGPT_MCP_DATABASE_URL", "").strip()
+    if database and urlsplit(database).scheme not in ("postgresql", "postgres"):
+        # Never echo the URL: it may hold a password.
+        raise ConfigError("MUSICGPT_MCP_DATABASE_URL must be a postgresql:// URL.")
+    secret = env.get("MUSICGPT_MCP_SERVER_SECRET", "").strip()
+    if secret and len(secret) < 32:
+        raise ConfigError("MUSICGPT_MCP_SERVER_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+    return Remote(
+        auth=auth,
+        public_url=public_url,
+        oauth_issuer=issuer,
+        oauth_scopes=scopes,
+        database_url=SecretStr(database) if database else None,
+        server_secret=SecretStr(secret) if secret else None,
+    )
 
 
 def _confirm(env: Mapping[str, str]) -> Confirm:

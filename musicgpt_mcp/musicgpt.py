@@ -48,7 +48,13 @@ class MusicGPTError(Exception):
 
 
 class TaskNotFoundError(MusicGPTError):
-    pass
+    def __init__(self, task_id: str) -> None:
+        # Also what a caller of a shared server reads for someone else's job: the same words, so the
+        # answer does not tell whether the job exists.
+        super().__init__(
+            f"MusicGPT has no extraction with task_id {task_id!r} (HTTP 404). Use the task_id exactly as "
+            "extract_stems returned it."
+        )
 
 
 class DownloadError(MusicGPTError):
@@ -362,10 +368,7 @@ class MusicGPTClient:
         status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt)
         reply = contract.parse_json_object(raw) if raw is not None else None
         if status == 404:
-            raise TaskNotFoundError(
-                f"MusicGPT has no extraction with task_id {task_id!r} (HTTP 404). Use the task_id exactly as "
-                "extract_stems returned it."
-            )
+            raise TaskNotFoundError(task_id)
         if not 200 <= status < 300:
             said = contract.error_message(reply)
             detail = f": {self._redact(said)}" if said else ""

@@ -96,6 +96,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR", "XDG_STATE_HOME")
     }
     env["PYTHONUNBUFFERED"] = "1"
+    # A ledger of its own for each server process: tests reuse one song against one sandbox, and a job
+    # remembered from another test would be "reused" although the sandbox has forgotten it.
+    env["MUSICGPT_MCP_STATE_DIR"] = tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-")
     env.update(extra)
     return env
 

@@ -22,8 +22,6 @@ pytestmark = pytest.mark.anyio
 
 def server_params(*args: str, **env: str) -> StdioServerParameters:
     env.setdefault("MUSICGPT_MCP_ALLOWED_DIRS", str(TMP))
-    # A ledger per server: tests reuse one song, and must not see each other's jobs.
-    env.setdefault("MUSICGPT_MCP_STATE_DIR", tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-"))
     return StdioServerParameters(command=PYTHON, args=["-m", "musicgpt_mcp", *args], env=subprocess_env(**env))
 
 

@@ -113,9 +113,10 @@ async def _plan(
         fingerprint = await fingerprint_file(part, ledger)
     else:
         fingerprint = fingerprint_url(url_arg or "")
+    who = state.who()
     request = JobRequest(
-        owner=state.owner,
-        account=state.account,
+        owner=who.owner,
+        account=who.account,
         fingerprint=fingerprint,
         source_kind="file" if part else "url",
         source_name=part.filename if part else (url_arg or ""),
@@ -247,7 +248,7 @@ async def extract_stems(
 ) -> Annotated[CallToolResult, ExtractionSubmitted]:
     assert plan is not None  # filled by its resolver
     state = app_state(ctx)
-    client, _ = state.require()
+    client = state.who().client
     may_submit = _consented(consent)
     ledger = await state.require_ledger()
     progress = _upload_progress(ctx, plan.extraction.audio_file.size) if plan.extraction.audio_file else None

@@ -42,17 +42,18 @@ async def get_extraction(
     ] = 0,
 ) -> Annotated[CallToolResult, ExtractionStatus]:
     state = app_state(ctx)
-    client, settings = state.require()
+    _, settings = state.require()
+    who = state.who()
     wait = min(wait_seconds, settings.max_wait)
-    job = await state.known_job(task_id)
+    job = await state.known_job(who, task_id)
     # From the ledger, so a restarted server polls on the same schedule as the one that submitted.
     hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
 
     async def report(progress: float, total: float, message: str) -> None:
         await ctx.report_progress(progress, total, message)
 
-    status, waited = await wait_for_job(client, task_id, wait, hint, report)
-    await state.remember_status(task_id, status)
+    status, waited = await wait_for_job(who.client, task_id, wait, hint, report)
+    await state.remember_status(who, task_id, status)
     extraction = summaries.status_model(task_id, status, waited)
     eta_left = hint.remaining(time.time()) if hint else None
     return result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
