@@ -51,8 +51,8 @@ class Tone:
 
 def stem_tone(index: int) -> Tone:
     """The tone of the stem at `index` in the catalog: pitches 208 Hz, 250 Hz, ... (5th, 6th, ...
-    harmonics of 41.67 Hz, so any mix of stems is consonant), with one of nine tremolo shapes."""
-    return Tone(frequency=FRAME_HZ * (5 + index), pulses=(1, 2, 4)[index % 3], depth=(0.5, 0.75, 0.9)[index // 3 % 3])
+    harmonics of 41.67 Hz, so any mix of stems is consonant), with one of twelve tremolo shapes."""
+    return Tone(frequency=FRAME_HZ * (5 + index), pulses=(1, 2, 4)[index % 3], depth=(0.5, 0.9, 0.7, 0.8)[index % 4])
 
 
 def stem_frequency(index: int) -> float:
