@@ -55,9 +55,13 @@ async def read_stem_audio(
         async def fetch(sink: BinaryIO) -> int:
             return await _fetch(client, settings, task_id, stem, format, sink, state.stem_cache.max_bytes)
 
-        path = await state.stem_cache.get(task_id, stem, format, fetch)
-        sliced = await _read(path, offset, length)
-        if sliced is None:
+        # Twice: another call may evict the file between fetching and reading it, when the cache is full.
+        for _ in range(2):
+            path = await state.stem_cache.get(task_id, stem, format, fetch)
+            sliced = await _read(path, offset, length)
+            if sliced is not None:
+                break
+        else:
             raise ToolError(f"The {stem} stem was fetched but its cached copy vanished; call read_stem_audio again.")
     data, total = sliced
     if offset > total:
