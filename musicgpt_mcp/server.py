@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, completions, logs, prompts, resources, tools
+from . import __version__, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState
@@ -72,6 +72,7 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         version=__version__,
         lifespan=lifespan,
         log_level="INFO",
+        extensions=[player.apps()],
     )
     tools.register(server)
     resources.register(server)

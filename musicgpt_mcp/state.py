@@ -11,6 +11,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
 import anyio
@@ -23,6 +24,7 @@ from .config import Settings, default_state_dir
 from .identity import LOCAL_OWNER, current_caller
 from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledger
 from .musicgpt import MusicGPTClient, TaskNotFoundError
+from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class AppState:
     _ledger: Ledger | None = None
     _ledger_error: str | None = None
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # Stems the player fetched from storage (made on first use).
+    stem_cache: StemCache = field(default_factory=StemCache)
 
     def require(self) -> tuple[MusicGPTClient, Settings]:
         if self.client is None or self.settings is None:
@@ -165,6 +169,18 @@ class AppState:
             await ledger.update_status(who.owner, task_id, update, time.time())
         except LedgerError as exc:
             log.warning("could not record the status of job %s: %s", task_id, exc)
+
+    async def saved_stem(self, who: Who, task_id: str, stem: str, fmt: str) -> Path | None:
+        """The file download_stems saved for this caller's stem in this format, if it still exists;
+        the player reads it instead of fetching the stem again."""
+        ledger = await self.ledger()
+        if ledger is None:
+            return None
+        try:
+            return await ledger.saved_file(who.owner, task_id, stem, fmt)
+        except LedgerError as exc:
+            log.warning("could not look up the saved %s stem of job %s: %s", stem, task_id, exc)
+            return None
 
     async def remember_downloads(self, who: Who, task_id: str, files: list[Download]) -> None:
         ledger = await self.ledger()

@@ -18,6 +18,9 @@ MAX_POLL = 15.0
 # Poll intervals once the ETA is unknown or has passed: back off, but keep checking.
 OVERDUE_POLLS = (2.0, 3.0, 5.0, 5.0, 8.0, 10.0)
 
+# Once a job is past its ETA, how far ahead of the elapsed time the progress total runs, in seconds.
+OVERDUE_HEADROOM = 1.0
+
 Report = Callable[[float, float, str], Awaitable[None]]
 
 
@@ -36,14 +39,15 @@ class EtaHint:
 
     def progress(self, now: float, done: bool) -> tuple[float, float]:
         """(progress, total) in seconds of the job's life: towards the ETA while it is ahead; once
-        overdue the total is the time so far and progress creeps just below it; both meet when done."""
+        overdue the total follows the time so far, a second ahead so the bar is never full before the
+        job is; both meet when it is done."""
         elapsed = max(0.0, now - self.submitted_at)
         if done:
             total = max(float(self.eta), elapsed)
             return total, total
         if elapsed < self.eta:
             return elapsed, float(self.eta)
-        return self.eta + (elapsed - self.eta) * 0.9, elapsed
+        return elapsed, elapsed + OVERDUE_HEADROOM
 
 
 def next_poll(remaining: float | None, overdue_polls: int) -> float:

@@ -307,7 +307,7 @@ DOWNLOAD = (
         "download truncated once",
         "download_stems",
         (("download", Fault(action="truncate", size=100), 1),),
-        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (31 KB)",
+        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (8 KB)",  # the sandbox's 2 s MP3
         0,
         is_error=False,
     ),
@@ -329,7 +329,7 @@ DOWNLOAD = (
         "download 503 then ok",
         "download_stems",
         (("download", Fault(status=503, body=b""), 1),),
-        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (31 KB)",
+        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (8 KB)",  # the sandbox's 2 s MP3
         0,
         is_error=False,
     ),

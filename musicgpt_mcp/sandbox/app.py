@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
-from .audio import mp3_silence, stem_frequency, wav_tone
+from .audio import stem_mp3, stem_wav
 from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -199,11 +199,8 @@ def build_app(state: SandboxState) -> Starlette:
         stem, _, ext = str(request.path_params["name"]).rpartition(".")
         if job is None or stem not in job.stems or ext not in ("mp3", "wav") or state.job_status(job) != "COMPLETED":
             return Response(b"<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
-        data = (
-            wav_tone(state.stem_seconds, stem_frequency(STEMS.index(stem)))
-            if ext == "wav"
-            else mp3_silence(state.stem_seconds)
-        )
+        index = STEMS.index(stem)
+        data = stem_wav(state.stem_seconds, index) if ext == "wav" else stem_mp3(state.stem_seconds, index)
         media = "audio/wav" if ext == "wav" else "audio/mpeg"
         fault = state.take_fault("download")
         if fault is not None:

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
-from .. import downloads, summaries
+from .. import downloads, player, summaries
 from ..catalog import STEM_DESCRIPTIONS
 from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
@@ -139,4 +139,6 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=False,
     idempotent=True,
+    # The player shows the saved stems; the view itself may not call this tool (it writes to disk).
+    meta=player.ui("model"),
 )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from .. import summaries
+from .. import player, summaries
 from ..models import ExtractionStatus
 from ..state import AppState, app_state
 from ..waiting import EtaHint, wait_for_job
@@ -56,7 +57,10 @@ async def get_extraction(
     await state.remember_status(who, task_id, status)
     extraction = summaries.status_model(task_id, status, waited)
     eta_left = hint.remaining(time.time()) if hint else None
-    return result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
+    reply = result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
+    if eta_left is not None and not extraction.done and client_supports_apps(ctx):
+        reply.meta = {player.ETA_META: max(0, round(eta_left))}
+    return reply
 
 
 SPEC = ToolSpec(
@@ -66,4 +70,5 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=True,
     idempotent=True,
+    meta=player.ui("model", "app"),
 )
