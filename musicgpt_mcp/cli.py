@@ -8,8 +8,9 @@ import dataclasses
 import os
 import shutil
 import signal
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from . import __version__, logs
@@ -22,8 +23,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="musicgpt-mcp",
         description=(
             "MCP server that splits songs into stems with the MusicGPT Extraction API. "
-            "It speaks MCP over stdio: start it from an MCP host (Claude Desktop, Claude Code, Cursor, "
-            "VS Code), not by hand."
+            "By default it speaks MCP over stdio: start it from an MCP host (Claude Desktop, Claude Code, "
+            "Cursor, VS Code), not by hand. With --transport http it serves Streamable HTTP at /mcp for hosted "
+            "use (see MUSICGPT_MCP_AUTH)."
         ),
         epilog=f"environment variables (read at start-up):\n{env_help}\n\nLogs go to stderr; stdout carries only MCP.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
             "(the MCP Bundle's settings form does)."
         ),
     )
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (default: started by an MCP host) or http (Streamable HTTP at /mcp, for remote clients).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="With --transport http: the address to listen on.")
+    parser.add_argument("--port", type=int, default=8000, help="With --transport http: the port (default: 8000).")
     parser.add_argument("--version", action="version", version=f"musicgpt-mcp {__version__}")
     return parser
 
@@ -83,13 +93,13 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logs.configure()
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _terminate)
-    from .server import create_server
-
+    if args.transport == "stdio":
+        # Over HTTP uvicorn handles the signals itself and lets running requests finish.
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _terminate)
     if not args.sandbox:
-        create_server(lambda: settings_from(args, os.environ)).run()
+        _run(args, lambda: settings_from(args, os.environ))
         return
 
     from pydantic import SecretStr
@@ -100,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # does (its jobs vanish with it, and must never mix with paid ones); every other setting still comes
     # from the environment.
     env = {k: v for k, v in os.environ.items() if k not in ("MUSICGPT_API_KEY", "MUSICGPT_BASE_URL")}
-    with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox, _sandbox_state_dir() as state_dir:
+    # Over HTTP with header sign-in every caller brings a key of their own: the sandbox takes any.
+    any_key = args.transport == "http" and env.get("MUSICGPT_MCP_AUTH", "").strip().lower() == "header"
+    with Sandbox(eta=max(0, args.sandbox_eta), accept_any_key=any_key) as sandbox, _sandbox_state_dir() as state_dir:
 
         def settings() -> Settings:
             return dataclasses.replace(
@@ -110,7 +122,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                 state_dir=state_dir,
             )
 
+        _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    from .server import create_server
+
+    if args.transport == "stdio":
         create_server(settings).run()
+        return
+    from .config import ConfigError
+    from .web import serve
+
+    try:
+        # Over HTTP a bad setting stops the start: an operator is watching, and an unsafe server must not run.
+        serve(settings(), args.host, args.port)
+    except ConfigError as exc:
+        sys.stderr.write(f"musicgpt-mcp: {exc}\n")
+        sys.exit(2)
 
 
 @contextlib.contextmanager

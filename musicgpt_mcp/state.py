@@ -73,6 +73,17 @@ class AppState:
         return self.settings.remote.auth if self.transport == "http" and self.settings is not None else "none"
 
     @property
+    def offers_downloads(self) -> bool:
+        """Whether download_stems saves for callers: over HTTP only into a folder the operator chose."""
+        return self.transport == "stdio" or (self.settings is not None and self.settings.output_dir_configured)
+
+    @property
+    def local_files_allowed(self) -> bool:
+        """Whether audio_file may name a file: over HTTP the server's disk is not the caller's, so only
+        in folders the operator listed."""
+        return self.transport == "stdio" or (self.settings is not None and self.settings.allowed_dirs is not None)
+
+    @property
     def isolated(self) -> bool:
         """Whether callers are told apart: then each sees only their own jobs."""
         return self.auth != "none"

@@ -32,8 +32,10 @@ DEFAULT_SANDBOX_KEY = "sandbox-key"
 
 
 class Sandbox:
-    def __init__(self, *, api_key: str = DEFAULT_SANDBOX_KEY, eta: int = 5, host: str = "127.0.0.1") -> None:
-        self.state = SandboxState(api_key=api_key, eta=eta)
+    def __init__(
+        self, *, api_key: str = DEFAULT_SANDBOX_KEY, eta: int = 5, host: str = "127.0.0.1", accept_any_key: bool = False
+    ) -> None:
+        self.state = SandboxState(api_key=api_key, eta=eta, accept_any_key=accept_any_key)
         self._host = host
         self._server: object | None = None
         self._thread: threading.Thread | None = None

@@ -133,7 +133,7 @@ def build_app(state: SandboxState) -> Starlette:
         )
         if fault is not None:
             return await _fault_response(fault, request)
-        if authorization != state.api_key:
+        if not state.key_ok(authorization):
             return _error(401, INVALID_KEY_MESSAGE)
 
         stems = _parse_list(fields.get(contract.FIELD_STEMS), contract.FIELD_STEMS, STEMS)
@@ -179,7 +179,7 @@ def build_app(state: SandboxState) -> Starlette:
         fault = state.take_fault("status")
         if fault is not None:
             return await _fault_response(fault, request)
-        if request.headers.get(contract.AUTH_HEADER) != state.api_key:
+        if not state.key_ok(request.headers.get(contract.AUTH_HEADER)):
             return _error(401, INVALID_KEY_MESSAGE)
         query = request.query_params
         if query.get("conversionType") != contract.CONVERSION_TYPE:

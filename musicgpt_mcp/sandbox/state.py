@@ -100,6 +100,8 @@ class Job:
 class SandboxState:
     api_key: str
     eta: int = 5
+    # Accept every non-empty key (a shared server whose callers bring their own), not only `api_key`.
+    accept_any_key: bool = False
     clock: Callable[[], float] = time.monotonic
     # Jobs age this many times faster than the clock, so tests need not wait out an eta.
     time_scale: float = 1.0
@@ -119,6 +121,9 @@ class SandboxState:
     jobs: dict[str, Job] = field(default_factory=dict)
     _faults: dict[Endpoint, deque[Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key_ok(self, authorization: str | None) -> bool:
+        return bool(authorization) and (self.accept_any_key or authorization == self.api_key)
 
     def queue_fault(self, endpoint: Endpoint, fault: Fault, times: int = 1) -> None:
         with self._lock:
@@ -211,3 +216,4 @@ class SandboxState:
         self.cost_as_string = False
         self.stem_seconds = 2.0
         self.submit_delay = 0.0
+        self.accept_any_key = False

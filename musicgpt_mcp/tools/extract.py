@@ -96,6 +96,11 @@ async def _plan(
             "Give the audio to split: audio_file (an absolute local path such as ~/Music/song.mp3) or "
             "audio_url (an http(s) URL). Nothing was submitted."
         )
+    if file_arg and not state.local_files_allowed:
+        raise ToolError(
+            "This server runs remotely, so a path names a file on the server, not on the user's computer; "
+            "local files are refused here. Give audio_url (an http(s) URL of the song) instead. Nothing was submitted."
+        )
     if url_arg:
         check_url("audio_url", url_arg)
     hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from .. import player, summaries
+from ..downloads import AUDIO_MIME
 from ..models import ExtractionStatus
 from ..state import AppState, app_state
 from ..waiting import EtaHint, wait_for_job
@@ -57,10 +58,32 @@ async def get_extraction(
     await state.remember_status(who, task_id, status)
     extraction = summaries.status_model(task_id, status, waited)
     eta_left = hint.remaining(time.time()) if hint else None
-    reply = result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
+    offered = state.offers_downloads
+    text = summaries.status(extraction, eta_left, wait_seconds, wait, downloads_offered=offered)
+    reply = result(text, extraction, *([] if offered else stem_links(extraction)))
     if eta_left is not None and not extraction.done and client_supports_apps(ctx):
         reply.meta = {player.ETA_META: max(0, round(eta_left))}
     return reply
+
+
+def stem_links(extraction: ExtractionStatus) -> list[ResourceLink]:
+    """One link per stem file, for hosts of a shared server that does not save to its own disk."""
+    if not extraction.succeeded:
+        return []
+    links = []
+    for stem, urls in extraction.stems.items():
+        for fmt, url in (("mp3", urls.mp3_url), ("wav", urls.wav_url)):
+            if url:
+                links.append(
+                    ResourceLink(
+                        type="resource_link",
+                        uri=url,
+                        name=f"{stem}.{fmt}",
+                        title=f"{stem} stem ({fmt})",
+                        mime_type=AUDIO_MIME[fmt],
+                    )
+                )
+    return links
 
 
 SPEC = ToolSpec(
