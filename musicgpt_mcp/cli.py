@@ -70,14 +70,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from .config import Settings
     from .sandbox import Sandbox
+    from .urls import parse_webhook_prefixes
 
     # The sandbox replaces the key and base URL; every other setting still comes from the environment.
     env = {k: v for k, v in os.environ.items() if k not in ("MUSICGPT_API_KEY", "MUSICGPT_BASE_URL")}
-    with Sandbox(eta=max(0, args.sandbox_eta)) as sandbox:
+    try:
+        hooks = parse_webhook_prefixes(env.get("MUSICGPT_MCP_WEBHOOK_URLS"))
+    except ValueError:
+        hooks = ()  # the server reports the bad variable on each call
+    with Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks) as sandbox:
 
         def settings() -> Settings:
+            # Stems come from the sandbox's own loopback origin, so downloads may reach it.
+            resolved = Settings.from_env(env)
             return dataclasses.replace(
-                Settings.from_env(env), api_key=SecretStr(sandbox.api_key), base_url=sandbox.base_url
+                resolved,
+                api_key=SecretStr(sandbox.api_key),
+                base_url=sandbox.base_url,
+                storage_hosts=(*resolved.storage_hosts, sandbox.netloc),
             )
 
         create_server(settings).run()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
+
+from .addresses import parse_storage_hosts
+from .urls import parse_webhook_prefixes
 
 DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
 
@@ -61,6 +64,19 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "Largest stem file download_stems accepts, in MB; bigger downloads are stopped and discarded.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_WEBHOOK_URLS",
+        "(none: webhook_url is refused)",
+        "Addresses extract_stems may give MusicGPT as webhook_url, as URL prefixes separated by spaces "
+        "(e.g. https://hooks.example.com/musicgpt). MusicGPT POSTs the finished job, with links to the stems, "
+        "there; any other webhook_url is refused.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_STORAGE_HOSTS",
+        "(none)",
+        "Hosts (host or host:port, separated by spaces) download_stems may fetch stems from even though they "
+        "resolve to a private, loopback or link-local address. Every other download must go to a public address.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
@@ -87,6 +103,10 @@ class Settings:
     max_upload_bytes: int = 4096 * 1024 * 1024
     max_wait: int = 50
     max_download_bytes: int = 4096 * 1024 * 1024
+    # URL prefixes a webhook_url must start with (urls.webhook_allowed); empty: no webhooks.
+    webhook_urls: tuple[str, ...] = ()
+    # host or host:port entries downloads may reach at non-public addresses (netguard).
+    storage_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +115,9 @@ class Settings:
         if raw_key and any(ch in raw_key for ch in "\r\n\0"):
             # The message must not echo the key itself.
             raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
+        problem = key_problem(raw_key)
+        if problem:
+            raise ConfigError(problem)
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
         output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
         return cls(
@@ -105,7 +128,27 @@ class Settings:
             output_dir=Path(output_dir),
             max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
             max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
+            webhook_urls=_parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
+            storage_hosts=_parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
         )
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent in an HTTP header, in words that never echo it; None when it can."""
+    if all(0x21 <= ord(ch) <= 0x7E for ch in key):
+        return None
+    return (
+        "MUSICGPT_API_KEY contains a character that cannot be sent (a space, a non-ASCII character such as a "
+        "non-breaking space, or a control character), which usually comes from copying it out of a web page. "
+        "Paste the key again, exactly as the MusicGPT dashboard shows it, and restart the server."
+    )
+
+
+def _parsed(parse: Callable[[str | None], tuple[str, ...]], raw: str | None) -> tuple[str, ...]:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _dirs(raw: str | None) -> tuple[Path, ...] | None:

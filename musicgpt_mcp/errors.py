@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .downloads import OutputRefused
 from .files import FileRefused
 from .musicgpt import MusicGPTError
+from .urls import URLRefused
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,7 +26,7 @@ def explain(exc: Exception) -> ToolError | None:
     """The tool error for a failure we can explain, or None."""
     if isinstance(exc, MusicGPTError):
         return ToolError(str(exc))
-    if isinstance(exc, FileRefused):
+    if isinstance(exc, FileRefused | URLRefused):
         return ToolError(f"{exc} Nothing was submitted.")
     if isinstance(exc, OutputRefused):
         return ToolError(f"{exc} Nothing was downloaded.")

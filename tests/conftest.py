@@ -51,6 +51,8 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "base_url": sandbox.base_url,
         "allowed_dirs": (TMP,),
         "output_dir": TMP / "musicgpt-mcp-tests-output",
+        # The sandbox serves stems from its own loopback origin, which downloads may reach only when listed.
+        "storage_hosts": (sandbox.netloc,),
     }
     values.update(overrides)
     return Settings(**values)

@@ -52,7 +52,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
 
 async def test_url_submission_on_the_wire(sandbox: Sandbox) -> None:
     url = "https://example.com/music/track.mp3?x=1&y=2"
-    async with connect(make_settings(sandbox)) as client:
+    async with connect(make_settings(sandbox, webhook_urls=("https://hooks.example.com/musicgpt",))) as client:
         result = await client.call_tool(
             "extract_stems", {"audio_url": url, "webhook_url": "https://hooks.example.com/musicgpt?secret=s3"}
         )

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
+from ..urls import webhook_allowed
 from .audio import mp3_silence, stem_frequency, wav_tone
 from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
@@ -263,6 +264,11 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
+    if not any(webhook_allowed(url, prefix) for prefix in state.webhook_urls):
+        # The same rule as the server's: only addresses the user configured.
+        log.info("sandbox webhook to %s not sent: not under a configured webhook prefix", url)
+        state.record_webhook(WebhookDelivery(url, payload, None, "not a configured webhook prefix"))
+        return
     if not _is_loopback(url):
         # The sandbox is an offline double: it never reaches beyond this machine.
         log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", url)

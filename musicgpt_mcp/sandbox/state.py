@@ -110,6 +110,8 @@ class SandboxState:
     cost_as_string: bool = False
     # Length of the generated stem audio.
     stem_seconds: float = 2.0
+    # Webhook prefixes the sandbox may call (the server's MUSICGPT_MCP_WEBHOOK_URLS rule); kept by reset().
+    webhook_urls: tuple[str, ...] = ()
     received: list[ReceivedSubmit] = field(default_factory=list)
     downloads: list[ReceivedDownload] = field(default_factory=list)
     status_calls: int = 0
@@ -117,6 +119,9 @@ class SandboxState:
     jobs: dict[str, Job] = field(default_factory=dict)
     _faults: dict[Endpoint, deque[Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._initial_webhook_urls = self.webhook_urls
 
     def queue_fault(self, endpoint: Endpoint, fault: Fault, times: int = 1) -> None:
         with self._lock:
@@ -208,3 +213,4 @@ class SandboxState:
         self.map_keys = "conversion_path"
         self.cost_as_string = False
         self.stem_seconds = 2.0
+        self.webhook_urls = self._initial_webhook_urls

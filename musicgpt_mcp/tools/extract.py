@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -19,6 +18,7 @@ from ..files import check_audio_file
 from ..models import ExtractionSubmitted
 from ..musicgpt import ExtractionRequest
 from ..state import AppState, Submitted, app_state
+from ..urls import check_url, check_webhook_url
 from ..waiting import EtaHint
 from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
 
@@ -86,7 +86,8 @@ async def extract_stems(
         Field(
             description=(
                 "Optional http(s) URL that MusicGPT will POST the result to when the job finishes. "
-                "Only set it when the user gives one."
+                "Only set it when the user gives one; it must start with an address the user configured in "
+                "MUSICGPT_MCP_WEBHOOK_URLS, otherwise the call is refused."
             ),
             max_length=MAX_URL_LENGTH,
         ),
@@ -106,9 +107,9 @@ async def extract_stems(
     if url_arg:
         check_url("audio_url", url_arg)
     hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
-    if hook:
-        check_url("webhook_url", hook)
     client, settings = state.require()
+    if hook:
+        check_webhook_url(hook, settings.webhook_urls)
     part = None
     if file_arg:
         part = await anyio.to_thread.run_sync(
@@ -150,19 +151,6 @@ def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awai
         await ctx.report_progress(sent, total, f"uploaded {summaries.size(sent)} of {summaries.size(total)}")
 
     return report
-
-
-def check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ToolError(f"{name} must be an http:// or https:// URL; got {url[:100]!r}. Nothing was submitted.")
-    if parts.username is not None or parts.password is not None:
-        raise ToolError(
-            f"{name} must not carry a user name or password (user:pass@host); use a URL without them. "
-            "Nothing was submitted."
-        )
-    if any(ord(ch) < 0x21 for ch in url):
-        raise ToolError(f"{name} contains spaces or control characters; encode them. Nothing was submitted.")
 
 
 SPEC = ToolSpec(
