@@ -64,6 +64,8 @@ class AllowedDirs:
     dirs: tuple[Path, ...]
     origin: str  # for messages: "MUSICGPT_MCP_ALLOWED_DIRS", "the MCP client's roots", "your home folder"
     how_to_widen: str
+    # Why there are no folders at all, when that is the case (the client's roots were all unusable).
+    unusable: str | None = None
 
     def containing(self, resolved: Path) -> Path | None:
         return next((d for d in self.dirs if resolved == d or d in resolved.parents), None)
@@ -73,7 +75,9 @@ class AllowedDirs:
 
 
 def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] | None) -> AllowedDirs:
-    """MUSICGPT_MCP_ALLOWED_DIRS when set; else the client's file:// roots, when it offers any; else home."""
+    """MUSICGPT_MCP_ALLOWED_DIRS when set; else the client's usable file:// roots, when it offers any;
+    else (no roots offered) the home folder. A client that offers roots none of which is usable gets
+    no folder at all: falling back to the whole home folder would widen what the user chose."""
     if configured is not None:
         return AllowedDirs(
             tuple(_resolve_dir(p) for p in configured),
@@ -81,13 +85,30 @@ def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] 
             "add its folder to MUSICGPT_MCP_ALLOWED_DIRS (separated by ':' or ';' on Windows) in the server's "
             "environment and restart the server",
         )
-    roots = [p for p in (_root_path(uri) for uri in client_roots or ()) if p is not None]
-    if roots:
+    offered = list(client_roots or ())
+    usable: list[Path] = []
+    unusable: list[str] = []
+    for uri in offered:
+        path, why = _root_path(uri)
+        if path is None:
+            unusable.append(f"{uri[:100]!r} ({why})")
+        else:
+            usable.append(path)
+    if usable:
         return AllowedDirs(
-            tuple(_resolve_dir(p) for p in roots),
+            tuple(usable),
             "the MCP client's roots",
             "open its folder as a workspace root in your MCP client, or set MUSICGPT_MCP_ALLOWED_DIRS in the "
             "server's environment to list the folders yourself",
+        )
+    if offered:
+        return AllowedDirs(
+            (),
+            "the MCP client's roots",
+            "open a local folder as a workspace root in your MCP client, or set MUSICGPT_MCP_ALLOWED_DIRS in the "
+            "server's environment to the folders that may be read, and restart the server",
+            unusable=f"the MCP client offered roots, but none is a local folder this server can use: "
+            f"{', '.join(unusable[:3])}{' and more' if len(unusable) > 3 else ''}",
         )
     return AllowedDirs(
         (_resolve_dir(Path.home()),),
@@ -97,12 +118,23 @@ def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] 
     )
 
 
-def _root_path(uri: str) -> Path | None:
+def _root_path(uri: str) -> tuple[Path | None, str]:
+    """A client root as a local folder, or None and why it cannot be one."""
     parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        return None
-    path = Path(unquote(parts.path))
-    return path if path.is_absolute() else None
+    if parts.scheme != "file":
+        return None, "not a file:// URI"
+    if parts.netloc not in ("", "localhost"):
+        return None, "a network location, not a folder on this machine"
+    text = unquote(parts.path)
+    if "\0" in text:
+        return None, "its path contains a NUL character"
+    path = Path(text)
+    if not path.is_absolute():
+        return None, "not an absolute path"
+    try:
+        return _resolve_dir(path), ""
+    except (OSError, RuntimeError, ValueError) as exc:
+        return None, f"cannot be resolved: {_reason(exc)}"
 
 
 def _resolve_dir(path: Path) -> Path:
@@ -137,6 +169,11 @@ def expand_user_path(raw: str) -> Path:
 def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart:
     """The upload for `raw`, or FileRefused. Only a stat and a peek at the first bytes happen here."""
     path = expand_user_path(raw)
+    if not allowed.dirs and allowed.unusable:
+        raise FileRefused(
+            f"{path} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
+            f"{allowed.how_to_widen}."
+        )
     try:
         resolved = path.resolve(strict=True)
     except FileNotFoundError:

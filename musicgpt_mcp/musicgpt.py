@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 import anyio
 
 from . import __version__, contract
+from .config import key_problem
 from .multipart import FileChangedError, FilePart, MultipartBody
 from .ratelimit import RateLimiter
 
@@ -126,7 +127,12 @@ class MusicGPTClient:
     def _auth_headers(self) -> dict[str, str]:
         if self._api_key is None:
             raise MissingAPIKeyError()
-        return {contract.AUTH_HEADER: self._api_key.get_secret_value()}
+        key = self._api_key.get_secret_value()
+        problem = key_problem(key)
+        if problem:
+            # Sending it would fail deep in the HTTP stack with an encoding error, on every call.
+            raise MusicGPTError(f"{problem} Nothing was sent.")
+        return {contract.AUTH_HEADER: key}
 
     def _describe(self, exc: Exception) -> str:
         """What went wrong on the wire, in words a person can act on; the exact exception goes to the log."""

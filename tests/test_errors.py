@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
-from .conftest import SECRET_KEY, closed_port, connect, make_settings
+from .conftest import SECRET_KEY, closed_port, connect, make_settings, subprocess_env
 
 pytestmark = pytest.mark.anyio
 
@@ -296,3 +296,35 @@ async def test_file_changing_during_upload_stops_it(sandbox: Sandbox, song: Path
         "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped."
     )
     assert sandbox.state.jobs == {}  # the partial upload created no job
+
+
+NBSP_KEY = SECRET_KEY[:8] + "\u00a0" + SECRET_KEY[8:]
+KEY_PROBLEM = (
+    "contains a character that cannot be sent (a space, a non-ASCII character such as a non-breaking space, or "
+    "a control character), which usually comes from copying it out of a web page. Paste the key again, exactly "
+    "as the MusicGPT dashboard shows it, and restart the server."
+)
+
+
+async def test_key_with_a_character_that_cannot_be_sent(sandbox: Sandbox) -> None:
+    """A pasted non-breaking space: a readable error on each call, which never echoes the key."""
+    text = await call(sandbox, api_key=SecretStr(NBSP_KEY))
+    assert text == f"MUSICGPT_API_KEY {KEY_PROBLEM} Nothing was sent."
+    assert NBSP_KEY not in text and SECRET_KEY[8:] not in text
+    assert sandbox.state.submits() == []
+
+
+def test_key_with_a_character_that_cannot_be_sent_from_the_environment(sandbox: Sandbox) -> None:
+    from .test_stdio import HANDSHAKE, _rpc, run_raw
+
+    requests = b"".join(
+        [*HANDSHAKE, _rpc(3, "tools/call", {"name": "extract_stems", "arguments": {"audio_url": "https://a.b/c.mp3"}})]
+    )
+    env = subprocess_env(MUSICGPT_API_KEY=NBSP_KEY, MUSICGPT_BASE_URL=sandbox.base_url)
+    messages, stderr, _ = run_raw(requests, env, {1, 2, 3})
+    [reply] = [m for m in messages if m.get("id") == 3]
+    assert reply["result"]["isError"] is True
+    text = reply["result"]["content"][0]["text"]
+    assert text.endswith("The server's configuration is invalid: MUSICGPT_API_KEY " + KEY_PROBLEM)
+    assert SECRET_KEY[8:] not in json.dumps(messages) + stderr
+    assert sandbox.state.submits() == []

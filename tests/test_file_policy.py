@@ -200,3 +200,47 @@ async def test_roots_are_asked_for_only_when_a_path_is_checked(sandbox: Sandbox,
         by_file = await client.call_tool("extract_stems", {"audio_file": str(layout["music"] / "song.wav")})
         assert not by_file.is_error
         assert asked
+
+
+def raw_roots(*uris: str) -> Any:
+    async def callback(context: Any) -> ListRootsResult:
+        return ListRootsResult.model_validate({"roots": [{"uri": uri} for uri in uris]})
+
+    return callback
+
+
+async def test_unusable_roots_do_not_widen_to_home(
+    sandbox: Sandbox, layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that offers only roots the server cannot use: no local file, not the whole home folder."""
+    monkeypatch.setenv("HOME", str(layout["music"]))
+    options = {"list_roots_callback": raw_roots("file://nas/share", "file://server/music/")}
+    text = await refused(sandbox, "~/song.wav", options, allowed_dirs=None)
+    assert text == (
+        f"Error executing tool extract_stems: {layout['music'] / 'song.wav'} was not read: the MCP client offered "
+        "roots, but none is a local folder this server can use: 'file://nas/share' (a network location, not a "
+        "folder on this machine), 'file://server/music/' (a network location, not a folder on this machine). So no local file may be "
+        "uploaded. To send it, open a local folder as a workspace root in your MCP client, or set "
+        "MUSICGPT_MCP_ALLOWED_DIRS in the server's environment to the folders that may be read, and restart the "
+        "server. Nothing was submitted."
+    )
+
+
+async def test_an_empty_roots_list_keeps_the_home_fallback(
+    sandbox: Sandbox, layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(layout["music"]))
+    await accepted(sandbox, "~/song.wav", {"list_roots_callback": raw_roots()}, allowed_dirs=None)
+
+
+async def test_root_with_a_nul_character_is_explained(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    text = await refused(
+        sandbox,
+        str(layout["music"] / "song.wav"),
+        {"list_roots_callback": raw_roots("file:///srv/a%00b")},
+        allowed_dirs=None,
+    )
+    assert "'file:///srv/a%00b' (its path contains a NUL character)" in text
+    # Beside a usable root, the unusable one is simply not used.
+    options = {"list_roots_callback": raw_roots("file:///srv/a%00b", layout["music"].as_uri())}
+    await accepted(sandbox, str(layout["music"] / "song.wav"), options, allowed_dirs=None)
