@@ -6,6 +6,7 @@ have left the machine; when the outcome is unknown, the error says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -139,7 +140,7 @@ class MusicGPTClient:
         import httpx2
 
         connect, read, write = self._timeouts
-        log.info("transport failure: %s: %s", type(exc).__name__, self._redact(str(exc)))
+        log.info("transport failure: %s: %s", type(exc).__name__, self.redact(str(exc)))
         if isinstance(exc, httpx2.ConnectTimeout):
             return f"connecting timed out after {connect:g} s"
         if isinstance(exc, httpx2.ConnectError):
@@ -156,7 +157,7 @@ class MusicGPTClient:
             return "the connection was reset"
         return type(exc).__name__
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         """Belt and braces: never let the key through, even if a server echoes it back."""
         if self._api_key is not None:
             key = self._api_key.get_secret_value()
@@ -231,6 +232,20 @@ class MusicGPTClient:
                 f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
             ) from None
 
+        try:
+            return self._submit_outcome(status, raw, retry_after)
+        except MusicGPTError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong reading the reply, the request was sent: the one error that must
+            # never be lost here is "it may have been submitted".
+            log.warning("could not interpret MusicGPT's submit reply: %s", type(exc).__name__)
+            raise MusicGPTError(
+                f"MusicGPT answered HTTP {status}, but its reply could not be read. The extraction may or may not "
+                f"have been submitted. {CHECK_BEFORE_RETRY}"
+            ) from None
+
+    def _submit_outcome(self, status: int, raw: bytes | None, retry_after: str | None) -> contract.SubmitReply:
         reply = contract.parse_json_object(raw) if raw is not None else None
         if 200 <= status < 300:
             if raw is None:
@@ -243,10 +258,10 @@ class MusicGPTClient:
                     f"MusicGPT answered HTTP {status} with {contract.describe_non_json(raw)} instead of JSON. "
                     f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}"
                 )
-            parsed = contract.parse_submit_reply(reply)
+            parsed = self._scrub_submit(contract.parse_submit_reply(reply))
             if parsed is None:
                 said = contract.error_message(reply)
-                detail = f" It said: {_sentence(self._redact(said))}" if said else ""
+                detail = f" It said: {_sentence(self.redact(said))}" if said else ""
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} without a task_id.{detail} The extraction may or may "
                     f"not have been submitted. {CHECK_BEFORE_RETRY}"
@@ -255,11 +270,35 @@ class MusicGPTClient:
             return parsed
         raise self._error_for_status(status, reply, raw, retry_after)
 
+    def _scrub_submit(self, reply: contract.SubmitReply | None) -> contract.SubmitReply | None:
+        """The reply without the key in any string; a task_id that is the key is no task_id."""
+        if reply is None or self.redact(reply.task_id) != reply.task_id:
+            return None
+        return dataclasses.replace(
+            reply,
+            conversion_id=self._redact_optional(reply.conversion_id),
+            message=self._redact_optional(reply.message),
+        )
+
+    def _scrub_status(self, reply: contract.StatusReply) -> contract.StatusReply:
+        return dataclasses.replace(
+            reply,
+            task_id=self._redact_optional(reply.task_id),
+            conversion_id=self._redact_optional(reply.conversion_id),
+            status=self.redact(reply.status),
+            status_message=self._redact_optional(reply.status_message),
+            mp3={self.redact(k): self.redact(v) for k, v in reply.mp3.items()},
+            wav={self.redact(k): self.redact(v) for k, v in reply.wav.items()},
+        )
+
+    def _redact_optional(self, text: str | None) -> str | None:
+        return None if text is None else self.redact(text)
+
     def _error_for_status(
         self, status: int, reply: dict[str, object] | None, raw: bytes | None, retry_after: str | None
     ) -> MusicGPTError:
         said = contract.error_message(reply)
-        said = self._redact(said) if said else None
+        said = self.redact(said) if said else None
         detail = f": {said}" if said else (f" ({contract.describe_non_json(raw)})" if raw is not None else "")
         if status == 401:
             return MusicGPTError(
@@ -340,6 +379,18 @@ class MusicGPTClient:
                 raise _Retryable(self._describe(exc)) from None
 
         status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt)
+        try:
+            return self._status_outcome(task_id, status, raw)
+        except MusicGPTError:
+            raise
+        except Exception as exc:
+            log.warning("could not interpret MusicGPT's status reply: %s", type(exc).__name__)
+            raise MusicGPTError(
+                f"MusicGPT answered the status request with HTTP {status}, but its reply could not be read. "
+                "Try again in a minute."
+            ) from None
+
+    def _status_outcome(self, task_id: str, status: int, raw: bytes | None) -> contract.StatusReply:
         reply = contract.parse_json_object(raw) if raw is not None else None
         if status == 404:
             raise TaskNotFoundError(
@@ -348,7 +399,7 @@ class MusicGPTClient:
             )
         if not 200 <= status < 300:
             said = contract.error_message(reply)
-            detail = f": {self._redact(said)}" if said else ""
+            detail = f": {self.redact(said)}" if said else ""
             if status in (401, 403):
                 raise MusicGPTError(
                     f"MusicGPT refused the status request (HTTP {status}{detail}). Check MUSICGPT_API_KEY in "
@@ -361,11 +412,11 @@ class MusicGPTClient:
         parsed = contract.parse_status_reply(reply)
         if parsed is None:
             said = contract.error_message(reply)
-            detail = f" It said: {_sentence(self._redact(said))}" if said else ""
+            detail = f" It said: {_sentence(self.redact(said))}" if said else ""
             raise MusicGPTError(
                 f"MusicGPT's status reply for task {task_id!r} had no conversion in it.{detail} Try again in a minute."
             )
-        return parsed
+        return self._scrub_status(parsed)
 
     async def download(
         self,

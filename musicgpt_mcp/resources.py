@@ -28,8 +28,9 @@ async def extraction(task_id: str, ctx: Context[AppState]) -> str:
     try:
         status = await client.get_status(task_id)
     except MusicGPTError as exc:
-        raise ResourceError(str(exc)) from None
-    return summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2)
+        raise ResourceError(client.redact(str(exc))) from None
+    # As for tool results, the key never leaves in a resource, whatever MusicGPT put in its reply.
+    return client.redact(summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2))
 
 
 def register(server: MCPServer[AppState]) -> None:
