@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
 from .conftest import SECRET_KEY, closed_port, connect, make_settings, subprocess_env
+from .test_status import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -328,3 +330,68 @@ def test_key_with_a_character_that_cannot_be_sent_from_the_environment(sandbox: 
     assert text.endswith("The server's configuration is invalid: MUSICGPT_API_KEY " + KEY_PROBLEM)
     assert SECRET_KEY[8:] not in json.dumps(messages) + stderr
     assert sandbox.state.submits() == []
+
+
+async def test_fifo_swapped_in_after_the_checks_does_not_hang(
+    sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO put in the file's place between the checks and the upload: the upload opens it without
+    blocking, sees it is not the file that was checked, and stops with an honest message."""
+    import anyio
+
+    from musicgpt_mcp import files
+
+    fifo = song.with_name("swap.fifo")
+    os.mkfifo(fifo)
+    check = files.read_head
+
+    def read_head_then_swap(resolved: Path, info: os.stat_result) -> bytes:
+        head = check(resolved, info)  # the last of the checks
+        os.replace(fifo, resolved)
+        return head
+
+    monkeypatch.setattr(files, "read_head", read_head_then_swap)
+    released = False
+
+    async def release_after(seconds: float) -> None:
+        # Were the open blocked on the FIFO (the old behaviour), a writer releases it, so a failure
+        # ends as a failed assertion instead of hanging the suite.
+        nonlocal released
+        await anyio.sleep(seconds)
+        with contextlib.suppress(OSError):
+            os.close(os.open(song, os.O_WRONLY | os.O_NONBLOCK))
+            released = True
+
+    async with connect(make_settings(sandbox)) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_after, 15)
+            started = anyio.current_time()
+            result = await client.call_tool("extract_stems", {"audio_file": str(song)})
+            elapsed = anyio.current_time() - started
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):  # the server still answers
+            after = await client.call_tool("extract_stems", URL_ARGS)
+    assert not released, "the upload blocked on the FIFO until a writer came"
+    assert elapsed < 10
+    assert result.is_error
+    assert text_of(result).startswith(
+        "Error executing tool extract_stems: The audio file changed (it was replaced or shrank) while it was being "
+        "uploaded, so the upload was stopped. MusicGPT may or may not have created a job from the partial request."
+    )
+    assert not after.is_error
+    assert len(sandbox.state.jobs) == 1  # only the URL submit made a job
+
+
+async def test_cancelling_an_upload_ends_it(sandbox: Sandbox, song: Path) -> None:
+    """The client cancels while MusicGPT sits on the upload: the call ends, the server goes on answering."""
+    import anyio
+
+    sandbox.state.queue_fault("submit", Fault(status=200, action="hang", delay=30))
+    async with connect(make_settings(sandbox)) as client:
+        started = anyio.current_time()
+        with anyio.move_on_after(1):
+            await client.call_tool("extract_stems", {"audio_file": str(song)})
+        assert anyio.current_time() - started < 3
+        with anyio.fail_after(10):
+            after = await client.call_tool("extract_stems", URL_ARGS)
+    assert not after.is_error
