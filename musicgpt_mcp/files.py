@@ -2,8 +2,8 @@
 
 The path comes from a model, which may have been steered by a prompt injection in something it
 read, so it is hostile until checked: it must resolve (symlinks and `..` followed) to a regular,
-non-empty, not-too-large file inside the allowed folders whose first bytes are a known audio
-container. A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
+non-empty, not-too-large file inside the allowed folders that holds audio in a container MusicGPT
+takes (sniff.py checks the structure, not just a magic number). A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
 and how a user can allow what they meant.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from . import contract
+from . import contract, sniff
 from .multipart import FilePart
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
@@ -43,11 +43,6 @@ AUDIO_CONTENT_TYPES: Final[dict[str, str]] = {
     ".asf": "audio/x-ms-wma",
 }
 
-# filetype's names for the containers MusicGPT can take audio from: MP3/ID3, WAV/RIFF, FLAC,
-# OGG (Vorbis and Opus), MP4/M4A, ADTS AAC, AIFF, WebM/Matroska and WMA/ASF.
-AUDIO_CONTAINERS: Final = frozenset(
-    {"mp3", "wav", "flac", "ogg", "m4a", "mp4", "m4v", "aac", "aiff", "webm", "mkv", "wmv"}
-)
 SNIFF_BYTES: Final = 8192
 
 DEFAULT_MAX_UPLOAD_MB: Final = 4096
@@ -210,10 +205,12 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )
-    head = read_head(resolved, info)
-    kind = sniff(head)
-    if kind not in AUDIO_CONTAINERS:
-        found = f"its content looks like {kind}" if kind else "its first bytes match no audio format"
+    verdict, head = examine(resolved, info)
+    if not verdict.audio:
+        named = name_content(head) if verdict.kind is None else None
+        found = verdict.detail or (
+            f"its content looks like {named}" if named else "its first bytes match no audio format"
+        )
         raise FileRefused(
             f"{path} does not look like an audio file ({found}), so it was not sent. Give an audio file "
             "(MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in another "
@@ -229,30 +226,34 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
     )
 
 
-def read_head(resolved: Path, info: os.stat_result) -> bytes:
-    """The first bytes, read without following a swapped-in link and without blocking on a FIFO."""
+def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes]:
+    """What the file holds (a bounded structural check) and its first bytes, read without following
+    a swapped-in link and without blocking on a FIFO."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(resolved, flags)
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
     try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
-            raise FileRefused(f"{resolved} changed while it was being checked; try again.")
-        return os.read(fd, SNIFF_BYTES)
+        with os.fdopen(fd, "rb") as f:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
+                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+            head = f.read(SNIFF_BYTES)
+            return sniff.inspect(f, now.st_size), head
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
-    finally:
-        os.close(fd)
 
 
-def sniff(head: bytes) -> str | None:
-    """filetype's name for the container `head` starts, or None."""
+def name_content(head: bytes) -> str | None:
+    """filetype's name for what `head` starts (zip, pdf, png, ...), for a refusal's wording only.
+    Its audio guesses rest on magic numbers the structural check has already seen through."""
     import filetype  # imported on first use: the stdio start-up path does not need it
 
     kind = filetype.guess(head)
-    return str(kind.extension) if kind is not None else None
+    if kind is None or str(kind.mime).startswith("audio/"):
+        return None
+    return str(kind.extension)
 
 
 def _reason(exc: BaseException) -> str:

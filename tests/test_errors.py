@@ -343,14 +343,14 @@ async def test_fifo_swapped_in_after_the_checks_does_not_hang(
 
     fifo = song.with_name("swap.fifo")
     os.mkfifo(fifo)
-    check = files.read_head
+    check = files.examine
 
-    def read_head_then_swap(resolved: Path, info: os.stat_result) -> bytes:
-        head = check(resolved, info)  # the last of the checks
+    def examine_then_swap(resolved: Path, info: os.stat_result) -> Any:
+        verdict = check(resolved, info)  # the last of the checks
         os.replace(fifo, resolved)
-        return head
+        return verdict
 
-    monkeypatch.setattr(files, "read_head", read_head_then_swap)
+    monkeypatch.setattr(files, "examine", examine_then_swap)
     released = False
 
     async def release_after(seconds: float) -> None:
