@@ -92,6 +92,8 @@ def server_env(base_url: str, work: Path) -> dict[str, str]:
         MUSICGPT_MCP_MAX_UPLOAD_MB="8192",
         MUSICGPT_MCP_MAX_DOWNLOAD_MB="8192",
         MUSICGPT_MCP_LOG_LEVEL="WARNING",
+        # The sink serves stems from loopback, which downloads reach only when it is listed.
+        MUSICGPT_MCP_STORAGE_HOSTS=base_url.split("/")[2],
     )
     return env
 

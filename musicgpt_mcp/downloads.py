@@ -216,7 +216,7 @@ async def save_stems(
             try:
                 with temporary_file(directory, f"{stem}.{fmt}") as (sink, tmp):
                     try:
-                        size = await client.download(url, sink, max_bytes=max_bytes, on_bytes=count)
+                        size = await client.download(url, sink, max_bytes=max_bytes, fmt=fmt, on_bytes=count)
                     except MusicGPTError as exc:
                         failed.append(Skipped(stem=stem, reason=str(exc)))
                         return

@@ -61,7 +61,21 @@ def _reset(request: Request) -> Response:
     return Response(b"", status_code=500)
 
 
+def _drip(fault: Fault, data: bytes, media: str) -> Response:
+    async def pieces() -> AsyncIterator[bytes]:
+        step = max(1, fault.size)
+        for start in range(0, len(data), step):
+            if start:
+                await anyio.sleep(fault.delay)
+            yield data[start : start + step]
+
+    headers = {**dict(fault.headers), "Content-Length": str(len(data))}
+    return StreamingResponse(pieces(), status_code=fault.status, media_type=media, headers=headers)
+
+
 async def _fault_response(fault: Fault, request: Request | None = None) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, fault.body, fault.content_type)
     if fault.delay:
         await anyio.sleep(fault.delay)
     if fault.action == "reset" and request is not None:
@@ -300,6 +314,8 @@ def _is_loopback(url: str) -> bool:
 
 
 async def _download_fault(fault: Fault, data: bytes, media: str, request: Request) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, data, media)
     if fault.action == "truncate":
 
         async def partial() -> AsyncIterator[bytes]:
@@ -310,8 +326,11 @@ async def _download_fault(fault: Fault, data: bytes, media: str, request: Reques
     if fault.action == "stream":
 
         async def zeros() -> AsyncIterator[bytes]:
+            # The real file's start (so it looks like the audio it claims to be), then zeros.
+            start = data[: min(len(data), fault.size)]
+            yield start
             block = bytes(1024 * 1024)
-            left = fault.size
+            left = fault.size - len(start)
             while left > 0:
                 yield block[: min(left, len(block))]
                 left -= len(block)

@@ -29,8 +29,11 @@ class Fault:
     answering; on submit with `size` > 0 it does so after reading only `size` bytes of the upload
     (a reset mid-upload). For downloads, "truncate" declares the whole file's length but sends
     only `size` bytes of it and drops the connection, and "stream" sends `size` bytes of zeros
-    (declaring them only when `declare_length`), for files bigger than any stem. A lying
-    Content-Length is a "respond" fault with that header set.
+    (declaring them only when `declare_length`), for files bigger than any stem. "drip" answers
+    `status` with the whole length declared but sends the body `size` bytes (at least one) at a
+    time, `delay` seconds apart: `body`, or for downloads the real stem file. Each read arrives
+    well within any read timeout, so only an overall deadline ends it. A lying Content-Length is a
+    "respond" fault with that header set.
     """
 
     status: int = 500
@@ -38,7 +41,7 @@ class Fault:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
-    action: Literal["respond", "hang", "reset", "truncate", "stream"] = "respond"
+    action: Literal["respond", "hang", "reset", "truncate", "stream", "drip"] = "respond"
     size: int = 0
     declare_length: bool = True
 
