@@ -66,9 +66,10 @@ READ_RETRY_BUDGET = 30.0
 # in the common case, and is long enough for a slow but working MusicGPT.
 STATUS_BOUND = 30.0
 # Downloads: a stem that sends no byte for DOWNLOAD_STALL seconds is abandoned, and so is one whose
-# average rate after DOWNLOAD_GRACE seconds is under DOWNLOAD_MIN_RATE bytes a second. 16 KiB/s is
-# 128 kbit/s, slower than an MP3 stem plays: such a download is not going to finish usefully (a
-# 64-byte stem once took 12 s). The grace period lets a connection get going on a slow link.
+# average rate after DOWNLOAD_GRACE seconds is under DOWNLOAD_MIN_RATE bytes a second. httpx2's read
+# timeout cannot tell: a server sending a byte a second never trips it. 16 KiB/s is 128 kbit/s,
+# slower than an MP3 stem plays, so such a download is not going to finish usefully; the grace
+# period lets a connection get going on a slow link.
 DOWNLOAD_STALL = 30.0
 DOWNLOAD_MIN_RATE = 16 * 1024
 DOWNLOAD_GRACE = 30.0
