@@ -103,6 +103,8 @@ def server_env(base_url: str, work: Path) -> dict[str, str]:
         MUSICGPT_MCP_STATE_DIR=str(work / "state"),
         MUSICGPT_MCP_REUSE_HOURS="0",
         MUSICGPT_MCP_MAX_JOBS_PER_HOUR="100000",
+        # The sink serves stems from loopback, which downloads reach only when it is listed.
+        MUSICGPT_MCP_STORAGE_HOSTS=base_url.split("/")[2],
     )
     return env
 
@@ -149,10 +151,16 @@ def curl(args: list[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024
 
 
+# Two MPEG-1 Layer III frame headers (128 kbit/s, 44.1 kHz: 417-byte frames), as the policy checks
+# that a frame follows the ID3 tag and that the next frame starts where the first one ends.
+FRAME = b"\xff\xfb\x90\xc0" + bytes(413)
+
+
 def make_audio(path: Path, size: int) -> None:
-    """A sparse file with an ID3 header: the file policy accepts it, and reading it costs no disk."""
+    """A sparse file that starts like an MP3 (an empty ID3 tag, then MPEG frames): the file policy
+    accepts it, and reading it costs no disk."""
     with path.open("wb") as f:
-        f.write(b"ID3\x04\x00\x00\x00\x00\x00\x00")
+        f.write(b"ID3\x04\x00\x00\x00\x00\x00\x00" + FRAME * 2)
         f.truncate(size)
 
 

@@ -105,21 +105,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pydantic import SecretStr
 
     from .sandbox import Sandbox
+    from .urls import parse_webhook_prefixes
 
     # The sandbox replaces the key and base URL, and keeps a ledger of its own that lives as long as it
     # does (its jobs vanish with it, and must never mix with paid ones); every other setting still comes
     # from the environment.
     env = {k: v for k, v in os.environ.items() if k not in ("MUSICGPT_API_KEY", "MUSICGPT_BASE_URL")}
+    try:
+        hooks = parse_webhook_prefixes(env.get("MUSICGPT_MCP_WEBHOOK_URLS"))
+    except ValueError:
+        hooks = ()  # the server reports the bad variable on each call
     # Over HTTP with header sign-in every caller brings a key of their own: the sandbox takes any.
     any_key = args.transport == "http" and env.get("MUSICGPT_MCP_AUTH", "").strip().lower() == "header"
-    with Sandbox(eta=max(0, args.sandbox_eta), accept_any_key=any_key) as sandbox, _sandbox_state_dir() as state_dir:
+    with (
+        Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks, accept_any_key=any_key) as sandbox,
+        _sandbox_state_dir() as state_dir,
+    ):
 
         def settings() -> Settings:
+            # Stems come from the sandbox's own loopback origin, so downloads may reach it.
+            resolved = settings_from(args, env)
             return dataclasses.replace(
-                settings_from(args, env),
+                resolved,
                 api_key=SecretStr(sandbox.api_key),
                 base_url=sandbox.base_url,
                 state_dir=state_dir,
+                storage_hosts=(*resolved.storage_hosts, sandbox.netloc),
             )
 
         _run(args, settings)

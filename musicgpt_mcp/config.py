@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
+
+from .addresses import parse_storage_hosts
+from .urls import parse_webhook_prefixes
 
 DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
 
@@ -126,6 +129,19 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "MUSICGPT_MCP_DATABASE_URL.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_WEBHOOK_URLS",
+        "(none: webhook_url is refused)",
+        "Addresses extract_stems may give MusicGPT as webhook_url, as URL prefixes separated by spaces "
+        "(e.g. https://hooks.example.com/musicgpt). MusicGPT POSTs the finished job, with links to the stems, "
+        "there; any other webhook_url is refused.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_STORAGE_HOSTS",
+        "(none)",
+        "Hosts (host or host:port, separated by spaces) download_stems may fetch stems from even though they "
+        "resolve to a private, loopback or link-local address. Every other download must go to a public address.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
@@ -187,6 +203,10 @@ class Settings:
     # Whether MUSICGPT_MCP_OUTPUT_DIR was set: over HTTP, saving to the server's disk is offered only then.
     output_dir_configured: bool = False
     remote: Remote = Remote()
+    # URL prefixes a webhook_url must start with (urls.webhook_allowed); empty: no webhooks.
+    webhook_urls: tuple[str, ...] = ()
+    # host or host:port entries downloads may reach at non-public addresses (netguard).
+    storage_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +215,9 @@ class Settings:
         if raw_key and any(ch in raw_key for ch in "\r\n\0"):
             # The message must not echo the key itself.
             raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
+        problem = key_problem(raw_key)
+        if problem:
+            raise ConfigError(problem)
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
         output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
         return cls(
@@ -212,7 +235,27 @@ class Settings:
             confirm=_confirm(env),
             output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
             remote=_remote(env),
+            webhook_urls=_parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
+            storage_hosts=_parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
         )
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent in an HTTP header, in words that never echo it; None when it can."""
+    if all(0x21 <= ord(ch) <= 0x7E for ch in key):
+        return None
+    return (
+        "MUSICGPT_API_KEY contains a character that cannot be sent (a space, a non-ASCII character such as a "
+        "non-breaking space, or a control character), which usually comes from copying it out of a web page. "
+        "Paste the key again, exactly as the MusicGPT dashboard shows it, and restart the server."
+    )
+
+
+def _parsed(parse: Callable[[str | None], tuple[str, ...]], raw: str | None) -> tuple[str, ...]:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _PLACEHOLDER = re.compile(r"\$\{[^{}]*\}")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from .files import FileRefused
 from .ledger import FileKey, Ledger
 from .multipart import FileChangedError, FilePart
 
@@ -81,12 +82,21 @@ def _sha256_overlapped(fd: int) -> str:
 
 
 async def fingerprint_file(part: FilePart, ledger: Ledger) -> str:
-    """The file's fingerprint, hashed at most once while it stays unchanged (the ledger remembers it)."""
-    info = await anyio.to_thread.run_sync(os.stat, part.path)
-    known = await ledger.cached_fingerprint(file_key(info))
-    if known is not None:
-        return known
-    digest, key = await anyio.to_thread.run_sync(hash_file, part)
+    """The file's fingerprint, hashed at most once while it stays unchanged (the ledger remembers it).
+    A file that changed or cannot be read since it passed the checks is refused (FileRefused)."""
+    try:
+        info = await anyio.to_thread.run_sync(os.stat, part.path)
+        known = await ledger.cached_fingerprint(file_key(info))
+        if known is not None:
+            return known
+        digest, key = await anyio.to_thread.run_sync(hash_file, part)
+    except FileChangedError:
+        raise FileRefused(
+            f"{part.path} changed (it was replaced, or is being written) right after it was checked, so it was "
+            "not sent. Wait until the file is complete, then try again."
+        ) from None
+    except OSError as exc:
+        raise FileRefused(f"Cannot read {part.path}: {(exc.strerror or type(exc).__name__).lower()}.") from None
     await ledger.remember_fingerprint(key, digest)
     return digest
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Protocol
 
 import anyio
+
+
+class Limiter(Protocol):
+    async def acquire(self) -> None:
+        """Wait until one more call fits in the window, then count it."""
+        ...
 
 
 class RateLimiter:

@@ -70,6 +70,7 @@ def create_server(
             connect_timeout=resolved.connect_timeout,
             read_timeout=resolved.read_timeout,
             write_timeout=resolved.write_timeout,
+            storage_hosts=resolved.storage_hosts,
         )
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")

@@ -99,19 +99,13 @@ class AppState:
     def _client_for(self, key: SecretStr) -> MusicGPTClient:
         """A client per caller key, kept while in use: its connections and its share of MusicGPT's
         per-key rate limit belong to that key alone."""
-        client, settings = self.require()
+        client, _ = self.require()
         account = account_of(client.base_url, key.get_secret_value())
         found = self._keyed.get(account)
         if found is not None:
             self._keyed.move_to_end(account)
             return found
-        found = MusicGPTClient(
-            settings.base_url,
-            key,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            write_timeout=settings.write_timeout,
-        )
+        found = client.with_key(key)
         self._keyed[account] = found
         while len(self._keyed) > KEYED_CLIENTS:
             _, old = self._keyed.popitem(last=False)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from . import contract
+from . import contract, musicgpt
 from .musicgpt import MusicGPTClient
 
 # Progress is reported at least this often while waiting, so a host's progress bar moves.
@@ -83,11 +83,13 @@ async def wait_for_job(
     """Poll until the job is done or `wait_seconds` have passed; the last status and time waited.
 
     Cancellation (the client's notifications/cancelled) interrupts the sleep at once and
-    propagates: nothing here swallows it.
+    propagates: nothing here swallows it. Every status read, retries included, ends by
+    `wait_seconds` + musicgpt.STATUS_BOUND, so the whole call does too.
     """
     start = time.monotonic()
     deadline = start + wait_seconds
-    status = await client.get_status(task_id)
+    hard_deadline = deadline + musicgpt.STATUS_BOUND
+    status = await client.get_status(task_id, deadline=hard_deadline)
     overdue = 0
     last_progress = -1.0
 
@@ -114,7 +116,7 @@ async def wait_for_job(
         while (now := time.monotonic()) < poll_at:
             await tick(describe(status, hint.remaining(time.time()) if hint else None))
             await anyio.sleep(min(TICK, poll_at - now))
-        status = await client.get_status(task_id)
+        status = await client.get_status(task_id, deadline=hard_deadline)
     if wait_seconds > 0:  # a plain look is not a wait: no progress to report
         await tick(describe(status, hint.remaining(time.time()) if hint else None), done=status.done)
     return status, time.monotonic() - start

@@ -60,6 +60,8 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "output_dir": TMP / "musicgpt-mcp-tests-output",
         # A ledger of its own per server, unless a test shares one on purpose.
         "state_dir": Path(tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-")),
+        # The sandbox serves stems from its own loopback origin, which downloads may reach only when listed.
+        "storage_hosts": (sandbox.netloc,),
     }
     values.update(overrides)
     return Settings(**values)

@@ -332,7 +332,12 @@ async def test_bundle_runs_from_an_empty_folder_as_claude_desktop_starts_it(
     # The manifest maps no base URL (users talk to MusicGPT); the test points the server at the sandbox,
     # which also checks that the key from the settings form is the one sent.
     venv = tmp_path / "environment"
-    env = _host_environment(MUSICGPT_BASE_URL=sandbox.base_url, UV_PROJECT_ENVIRONMENT=str(venv))
+    # It also lists the sandbox's loopback origin, from which stems download (real storage is public).
+    env = _host_environment(
+        MUSICGPT_BASE_URL=sandbox.base_url,
+        MUSICGPT_MCP_STORAGE_HOSTS=sandbox.netloc,
+        UV_PROJECT_ENVIRONMENT=str(venv),
+    )
     env.update(config["env"])
     sandbox.state.eta = 1
     # The host runs its own uv with the manifest's arguments; the working folder is not the bundle's.

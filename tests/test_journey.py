@@ -102,8 +102,10 @@ async def test_sandbox_calls_the_webhook(
     sandbox: Sandbox, song: Path, webhook_receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = webhook_receiver
+    prefix = url.split("?")[0]
     sandbox.state.eta = 1
-    async with connect(make_settings(sandbox)) as client:
+    sandbox.state.webhook_urls = (prefix,)
+    async with connect(make_settings(sandbox, webhook_urls=(prefix,))) as client:
         submitted = await client.call_tool(
             "extract_stems", {"audio_file": str(song), "stems": ["drums"], "webhook_url": url}
         )

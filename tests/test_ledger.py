@@ -347,6 +347,7 @@ async def test_a_restarted_server_knows_the_job(sandbox: Sandbox, song: Path, tm
         "MUSICGPT_BASE_URL": sandbox.base_url,
         "MUSICGPT_MCP_STATE_DIR": state_dir,
         "MUSICGPT_MCP_OUTPUT_DIR": str(out),
+        "MUSICGPT_MCP_STORAGE_HOSTS": sandbox.netloc,
     }
     async with Client(server_params(**env)) as first:
         task_id = structured(await first.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]}))[

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
+from ..urls import webhook_allowed
 from .audio import stem_mp3, stem_wav
 from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
@@ -60,7 +61,21 @@ def _reset(request: Request) -> Response:
     return Response(b"", status_code=500)
 
 
+def _drip(fault: Fault, data: bytes, media: str) -> Response:
+    async def pieces() -> AsyncIterator[bytes]:
+        step = max(1, fault.size)
+        for start in range(0, len(data), step):
+            if start:
+                await anyio.sleep(fault.delay)
+            yield data[start : start + step]
+
+    headers = {**dict(fault.headers), "Content-Length": str(len(data))}
+    return StreamingResponse(pieces(), status_code=fault.status, media_type=media, headers=headers)
+
+
 async def _fault_response(fault: Fault, request: Request | None = None) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, fault.body, fault.content_type)
     if fault.delay:
         await anyio.sleep(fault.delay)
     if fault.action == "reset" and request is not None:
@@ -262,6 +277,11 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
+    if not any(webhook_allowed(url, prefix) for prefix in state.webhook_urls):
+        # The same rule as the server's: only addresses the user configured.
+        log.info("sandbox webhook to %s not sent: not under a configured webhook prefix", url)
+        state.record_webhook(WebhookDelivery(url, payload, None, "not a configured webhook prefix"))
+        return
     if not _is_loopback(url):
         # The sandbox is an offline double: it never reaches beyond this machine.
         log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", url)
@@ -293,6 +313,8 @@ def _is_loopback(url: str) -> bool:
 
 
 async def _download_fault(fault: Fault, data: bytes, media: str, request: Request) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, data, media)
     if fault.action == "truncate":
 
         async def partial() -> AsyncIterator[bytes]:
@@ -303,8 +325,11 @@ async def _download_fault(fault: Fault, data: bytes, media: str, request: Reques
     if fault.action == "stream":
 
         async def zeros() -> AsyncIterator[bytes]:
+            # The real file's start (so it looks like the audio it claims to be), then zeros.
+            start = data[: min(len(data), fault.size)]
+            yield start
             block = bytes(1024 * 1024)
-            left = fault.size
+            left = fault.size - len(start)
             while left > 0:
                 yield block[: min(left, len(block))]
                 left -= len(block)

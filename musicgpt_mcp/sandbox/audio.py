@@ -103,3 +103,15 @@ def stem_mp3(seconds: float, index: int) -> bytes:
     cycle = data[index * size : (index + 1) * size]
     frames = max(1, math.ceil(seconds * MP3_RATE / MP3_SAMPLES_PER_FRAME))
     return (cycle * math.ceil(frames / CYCLE_FRAMES))[: frames * MP3_FRAME_BYTES]
+
+
+# Silent MP3 for tests that need valid MPEG frames of a known shape: MPEG-1 Layer III, 128 kbit/s,
+# 44.1 kHz, mono, no CRC. With all-zero side information a frame decodes to silence.
+_SILENT_HEADER = bytes([0xFF, 0xFB, 0x90, 0xC0])
+_SILENT_FRAME_BYTES = 144 * 128_000 // 44_100  # 417
+
+
+@lru_cache(maxsize=16)
+def mp3_silence(seconds: float) -> bytes:
+    frames = max(1, math.ceil(seconds * 44_100 / MP3_SAMPLES_PER_FRAME))
+    return (_SILENT_HEADER + bytes(_SILENT_FRAME_BYTES - len(_SILENT_HEADER))) * frames

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
-from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -33,6 +32,7 @@ from ..ledger.base import HOUR
 from ..models import ExtractionSubmitted
 from ..musicgpt import ExtractionRequest, MissingAPIKeyError
 from ..state import AppState, app_state
+from ..urls import check_url, check_webhook_url
 from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
 
 MAX_URL_LENGTH = 2048
@@ -104,9 +104,9 @@ async def _plan(
     if url_arg:
         check_url("audio_url", url_arg)
     hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
-    if hook:
-        check_url("webhook_url", hook)
     _, settings = state.require()
+    if hook:
+        check_webhook_url(hook, settings.webhook_urls)
     if settings.api_key is None:
         raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
     ledger = await state.require_ledger()
@@ -233,7 +233,8 @@ async def extract_stems(
         Field(
             description=(
                 "Optional http(s) URL that MusicGPT will POST the result to when the job finishes. "
-                "Only set it when the user gives one."
+                "Only set it when the user gives one; it must start with an address the user configured in "
+                "MUSICGPT_MCP_WEBHOOK_URLS, otherwise the call is refused."
             ),
             max_length=MAX_URL_LENGTH,
         ),
@@ -319,19 +320,6 @@ def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awai
         await ctx.report_progress(sent, total, f"uploaded {summaries.size(sent)} of {summaries.size(total)}")
 
     return report
-
-
-def check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ToolError(f"{name} must be an http:// or https:// URL; got {url[:100]!r}. Nothing was submitted.")
-    if parts.username is not None or parts.password is not None:
-        raise ToolError(
-            f"{name} must not carry a user name or password (user:pass@host); use a URL without them. "
-            "Nothing was submitted."
-        )
-    if any(ord(ch) < 0x21 for ch in url):
-        raise ToolError(f"{name} contains spaces or control characters; encode them. Nothing was submitted.")
 
 
 SPEC = ToolSpec(
