@@ -16,7 +16,10 @@ medians, absolute and as a ratio, against the targets of the performance issue:
 6. ledger: what the job ledger adds to one extract_stems call (its SQLite reads and the two durable
    commits), and fingerprinting: SHA-256 of a 1 GiB file beside OpenSSL's own speed, and the lookup
    that spares an unchanged file a second hashing;
-7. tool schemas: what every host sends the model with every message, per model-visible tool (name,
+7. HTTP: requests per second and p50/p99 latency of tools/list and get_extraction over Streamable HTTP
+   with 1, 50 and 200 connections, beside a one-tool MCPServer on the same transport, and two replicas
+   against one (benchmarks/http_load.py, with wrk; skipped with a note when wrk is not installed);
+8. tool schemas: what every host sends the model with every message, per model-visible tool (name,
    description and input schema as compact JSON), beside the budget of 1.5 KB a tool. A size, not a
    timing: `--schemas` prints only this figure, in a second.
 """
@@ -530,7 +533,62 @@ async def bench_fingerprint(size: int, runs: int, work: Path) -> Figure:
     )
 
 
-# --- 7. tool schemas -------------------------------------------------------------------------------
+# --- 7. HTTP ----------------------------------------------------------------------------------------
+
+
+def bench_http(base_url: str, work: Path, smoke: bool) -> list[Figure]:
+    import http_load
+
+    if not http_load.have_wrk():
+        print("HTTP figures skipped: wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return []
+    concurrency = (1, 50) if smoke else (1, 50, 200)
+    rows = http_load.measure(base_url, work, concurrency, 1.0 if smoke else 8.0)
+    figures = []
+    for row in rows:
+        mine, base = row["ours"], row["floor"]
+        extra = {
+            "ours_p50_ms": round(mine.p50_ms, 2),
+            "ours_p99_ms": round(mine.p99_ms, 2),
+            "floor_p50_ms": round(base.p50_ms, 2),
+            "floor_p99_ms": round(base.p99_ms, 2),
+            "errors": mine.errors + base.errors,
+        }
+        if row["request"] == "replicas":
+            ratio = mine.rps / base.rps
+            figures.append(
+                Figure(
+                    f"HTTP get_extraction, two replicas vs one ({row['connections']} connections)",
+                    "req/s",
+                    mine.rps,
+                    base.rps,
+                    "one replica",
+                    ratio,
+                    "two serve clearly more (>= 1.3x)",
+                    ratio >= 1.3 and extra["errors"] == 0,
+                    1,
+                    {**extra, "cores": "replicas pinned to cores 0 and 1; wrk and the sink unpinned"},
+                )
+            )
+            continue
+        figures.append(
+            Figure(
+                f"HTTP {row['request']}, {row['connections']} connection{'s' if row['connections'] > 1 else ''}",
+                "req/s",
+                mine.rps,
+                base.rps,
+                "one-tool MCPServer",
+                base.p50_ms / mine.p50_ms,
+                f"p50 latency within {http_load.LATENCY_TARGET}x the floor's",
+                mine.p50_ms <= http_load.LATENCY_TARGET * base.p50_ms and extra["errors"] == 0,
+                1,
+                {**extra, "cores": "server on core 0; wrk and the sink on core 1"},
+            )
+        )
+    return figures
+
+
+# --- 8. tool schemas -------------------------------------------------------------------------------
 
 SCHEMA_BUDGET = 1536  # bytes per model-visible tool, on average: what reference MCP servers spend
 
@@ -656,6 +714,11 @@ def table(figures: list[Figure]) -> str:
             extra = f"; p99 {f.extra['p99_ms']} ms"
         if "unchanged_file_ms" in f.extra:
             extra = f"; an unchanged file hashed before: {f.extra['unchanged_file_ms']} ms"
+        if "ours_p50_ms" in f.extra:
+            extra = (
+                f"; p50/p99 {f.extra['ours_p50_ms']}/{f.extra['ours_p99_ms']} ms vs "
+                f"{f.extra['floor_p50_ms']}/{f.extra['floor_p99_ms']} ms; {f.extra['errors']} errors"
+            )
         if "failures" in f.extra:
             extra = f"; {f.extra['failures']} failed"
         if "bytes_per_tool" in f.extra:
@@ -691,6 +754,8 @@ async def main_async(args: argparse.Namespace) -> list[Figure]:
         figures.append(await bench_ledger(30 if args.smoke else args.calls, work))
         figures.append(await bench_fingerprint(64 * MB if args.smoke else 1024 * MB, 1 if args.smoke else 5, work))
         print("ledger and fingerprint done", file=sys.stderr)
+        figures += bench_http(base_url, work, args.smoke)
+        print("HTTP done", file=sys.stderr)
     figures.append(await bench_tool_schemas())
     return figures
 
