@@ -18,7 +18,7 @@ import anyio
 
 from . import __version__, contract
 from .multipart import FileChangedError, FilePart, MultipartBody
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter, RateLimiter
 
 if TYPE_CHECKING:
     import httpx2
@@ -113,7 +113,7 @@ class MusicGPTClient:
         self._timeouts = (connect_timeout, read_timeout, write_timeout)
         self._http: httpx2.AsyncClient | None = None
         # One budget for the whole process: MusicGPT allows 200 status calls a minute per key.
-        self.status_limiter = RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
+        self.status_limiter: Limiter = RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
         self.retry_budget = READ_RETRY_BUDGET
 
     async def aclose(self) -> None:

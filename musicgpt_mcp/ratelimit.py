@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Protocol
 
 import anyio
+
+
+class Limiter(Protocol):
+    """What a client needs of a rate limit: this process's RateLimiter, or one shared by replicas
+    (ledger/postgres_ratelimit.py)."""
+
+    async def acquire(self) -> None: ...
 
 
 class RateLimiter:
