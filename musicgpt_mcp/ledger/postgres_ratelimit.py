@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from ..ratelimit import RateLimiter
+from ..ratelimit import Limiter, RateLimiter
 from .postgres import LOCK_RATE, lock_key
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class PostgresRateLimiter:
         await self.take()
 
     async def take(self) -> float:
-        """`acquire()`, returning when the call was counted (the database's clock, epoch seconds)."""
+        """`acquire()`, returning when the call was counted: the database's clock, epoch seconds (this
+        machine's clock while the database cannot be reached)."""
         async with self._lock:
             while True:
                 try:
@@ -107,3 +108,9 @@ class PostgresRateLimiter:
                 )
                 return now, 0.0
             return None, float(counted[1]) + self.period - now
+
+
+if TYPE_CHECKING:
+
+    def _is_a_limiter(limiter: PostgresRateLimiter) -> Limiter:
+        return limiter  # mypy proves MusicGPTClient.status_limiter can be one
