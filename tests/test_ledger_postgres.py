@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from musicgpt_mcp.ledger import (
+    Accepted,
     Claimed,
     ClaimResult,
     FileKey,
@@ -33,7 +34,7 @@ from musicgpt_mcp.ledger import (
     Reused,
     open_ledger,
 )
-from musicgpt_mcp.ledger.base import HOUR
+from musicgpt_mcp.ledger.base import HOUR, STALE_CLAIM
 from musicgpt_mcp.ledger.postgres import SCHEMA_VERSION, PostgresLedger
 from tests.conftest import REPO, closed_port
 from tests.support.postgres import PostgresServer
@@ -83,8 +84,6 @@ async def test_identical_claims_racing_on_two_replicas_make_exactly_one_claim(
 
 
 async def test_a_job_accepted_on_one_replica_is_reused_on_the_other(replicas: tuple[Ledger, Ledger]) -> None:
-    from musicgpt_mcp.ledger import Accepted
-
     a, b = replicas
     claim = await a.claim(req("url:x"), POLICY, time.time())
     assert isinstance(claim, Claimed)
@@ -134,6 +133,50 @@ async def test_claims_stay_atomic_when_the_database_defaults_to_repeatable_read(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_outcome_recorded_while_a_claim_decides_is_not_overwritten(postgres_url: str, tmp_path: Path) -> None:
+    """A slow submitter's claim looks dead; the very moment another replica decides so, the submitter records
+    MusicGPT's acceptance. The decision must wait for that write and see it, not mark the paid job unknown."""
+
+    ledger = await open_ledger(tmp_path, database_url=postgres_url)
+    try:
+        t0 = time.time()
+        claim = await ledger.claim(req("url:slow"), POLICY, t0)
+        assert isinstance(claim, Claimed)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as submitter:
+            # The submitter's `accepted`, caught half-way: written, not yet committed.
+            await submitter.execute(
+                "UPDATE musicgpt_mcp_jobs SET state = 'submitted', task_id = 'task-1', heartbeat_at = NULL "
+                "WHERE id = %s",
+                (claim.job_id,),
+            )
+            async with anyio.create_task_group() as tg:
+                decided: list[ClaimResult] = []
+
+                async def decide() -> None:
+                    decided.append(await ledger.claim(req("url:slow"), POLICY, t0 + STALE_CLAIM + 5))
+
+                tg.start_soon(decide)
+                async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as observer:
+                    with anyio.fail_after(20):
+                        while True:  # the server itself says the decision waits on the submitter's row
+                            cursor = await observer.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'musicgpt-mcp' "
+                                "AND wait_event_type = 'Lock'"
+                            )
+                            if ((await cursor.fetchone()) or (0,))[0] == 1:
+                                break
+                            await anyio.sleep(0.02)
+                assert decided == []
+                await submitter.commit()
+        (result,) = decided
+        assert isinstance(result, Reused), result
+        job = await ledger.job("alice", "task-1")
+        assert job is not None
+        assert (job.id, job.state) == (claim.job_id, "submitted")
+    finally:
+        await ledger.close()
 
 
 # --- migrations ------------------------------------------------------------------------------------------------
@@ -278,7 +321,7 @@ async def test_a_failing_database_is_a_ledger_error(
     try:
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
             await admin.execute("ALTER TABLE musicgpt_mcp_jobs RENAME TO musicgpt_mcp_jobs_gone")
-        with pytest.raises(LedgerError, match="could not be used.*musicgpt_mcp_jobs") as caught:
+        with pytest.raises(LedgerError, match=r"could not be used.*musicgpt_mcp_jobs") as caught:
             await ledger.claim(req("url:gone"), POLICY, time.time())
         assert postgres_server.password not in str(caught.value)
     finally:

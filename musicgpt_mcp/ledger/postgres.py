@@ -6,7 +6,7 @@ Why check-then-claim is atomic across replicas: a claim is one short transaction
 transaction-scoped advisory lock on the owner, then reads, decides (base.py's rules, the same as SQLite's)
 and inserts. The lock is per owner, not per request, because the spending limits count all of an owner's
 jobs: two different songs submitted at one instant through two replicas must not both pass a limit of one
-job an hour. The rows the decision reads are also locked (FOR UPDATE), so a submitter recording its
+job an hour. The rows the decision reads are also locked (FOR NO KEY UPDATE), so a submitter recording its
 outcome cannot slip in between the read and a dead claim being marked unknown. READ COMMITTED (set on every
 connection, whatever the server's default) matters: each statement after the lock sees what the previous
 holder committed; a REPEATABLE READ snapshot would be taken before the wait and miss it.
@@ -540,7 +540,7 @@ async def _decide(
         cursor = await conn.execute(
             f"SELECT {_COLUMNS}, heartbeat_at FROM {_JOBS} WHERE owner = %s AND account = %s AND fingerprint = %s "
             "AND stems_key = %s AND options_key = %s AND submitted_at >= %s ORDER BY submitted_at DESC, id DESC"
-            + (" FOR UPDATE" if write else ""),
+            + (" FOR NO KEY UPDATE" if write else ""),
             (
                 owner,
                 storable(request.account),
