@@ -273,6 +273,8 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
 
 
 async def _migrate(conn: AsyncConnection[Any], where: str) -> None:
+    # READ COMMITTED here too: the version read after the lock must be what the replica before us committed.
+    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
     async with conn.transaction():
         # Replicas starting together queue here; the first migrates, the rest find the version current.
         await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_MIGRATE,))
