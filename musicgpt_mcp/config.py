@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
+
+from .addresses import parse_storage_hosts
+from .urls import parse_webhook_prefixes
 
 DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
 
@@ -90,6 +94,54 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "cannot), never.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_PUBLIC_URL",
+        "(http://HOST:PORT/mcp)",
+        "With --transport http: the URL clients use to reach the server, e.g. https://stems.example.com/mcp. "
+        "Its host is what the server answers to (DNS-rebinding protection), and with OAuth it is the tokens' audience.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_AUTH",
+        "none",
+        "With --transport http: who may call. oauth (JWT access tokens from MUSICGPT_MCP_OAUTH_ISSUER; jobs are "
+        "paid with MUSICGPT_API_KEY), header (each caller sends their own MusicGPT key in X-MusicGPT-Api-Key), or "
+        "none (loopback only).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_OAUTH_ISSUER",
+        "(none)",
+        "With MUSICGPT_MCP_AUTH=oauth: the authorization server whose tokens are accepted (its metadata names its keys).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_OAUTH_SCOPES",
+        "(none)",
+        "With MUSICGPT_MCP_AUTH=oauth: scopes every token must carry, separated by spaces or commas.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_DATABASE_URL",
+        "(none: SQLite in MUSICGPT_MCP_STATE_DIR)",
+        "postgresql://... puts the job ledger in PostgreSQL, shared by every replica (needs musicgpt-mcp[postgres]).",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_SERVER_SECRET",
+        "(generated and kept in MUSICGPT_MCP_STATE_DIR)",
+        "With --transport http: a secret of at least 32 characters that signs state handed to clients between "
+        "rounds of a call and names header-mode users. Every replica needs the same one; required with "
+        "MUSICGPT_MCP_DATABASE_URL.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_WEBHOOK_URLS",
+        "(none: webhook_url is refused)",
+        "Addresses extract_stems may give MusicGPT as webhook_url, as URL prefixes separated by spaces "
+        "(e.g. https://hooks.example.com/musicgpt). MusicGPT POSTs the finished job, with links to the stems, "
+        "there; any other webhook_url is refused.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_STORAGE_HOSTS",
+        "(none)",
+        "Hosts (host or host:port, separated by spaces) download_stems may fetch stems from even though they "
+        "resolve to a private, loopback or link-local address. Every other download must go to a public address.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_LOG_LEVEL",
         "INFO",
         "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
@@ -98,6 +150,22 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
 
 
 Confirm = Literal["auto", "always", "never"]
+Auth = Literal["none", "oauth", "header"]
+AUTH_MODES: Final[tuple[Auth, ...]] = ("none", "oauth", "header")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How the HTTP transport admits callers and shares state. Ignored over stdio."""
+
+    auth: Auth = "none"
+    public_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_scopes: tuple[str, ...] = ()
+    database_url: SecretStr | None = None
+    server_secret: SecretStr | None = None
+
+
 CONFIRM_MODES: Final[tuple[Confirm, ...]] = ("auto", "always", "never")
 
 
@@ -132,14 +200,24 @@ class Settings:
     max_credits_per_day: float | None = None
     max_jobs_per_hour: int = 30
     confirm: Confirm = "auto"
+    # Whether MUSICGPT_MCP_OUTPUT_DIR was set: over HTTP, saving to the server's disk is offered only then.
+    output_dir_configured: bool = False
+    remote: Remote = Remote()
+    # URL prefixes a webhook_url must start with (urls.webhook_allowed); empty: no webhooks.
+    webhook_urls: tuple[str, ...] = ()
+    # host or host:port entries downloads may reach at non-public addresses (netguard).
+    storage_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = {k: v for k, v in (os.environ if env is None else env).items() if not is_placeholder(v)}
         raw_key = env.get("MUSICGPT_API_KEY", "").strip()
         if raw_key and any(ch in raw_key for ch in "\r\n\0"):
             # The message must not echo the key itself.
             raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
+        problem = key_problem(raw_key)
+        if problem:
+            raise ConfigError(problem)
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
         output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
         return cls(
@@ -155,21 +233,63 @@ class Settings:
             max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
             max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
             confirm=_confirm(env),
+            output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
+            remote=_remote(env),
+            webhook_urls=_parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
+            storage_hosts=_parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
         )
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent in an HTTP header, in words that never echo it; None when it can."""
+    if all(0x21 <= ord(ch) <= 0x7E for ch in key):
+        return None
+    return (
+        "MUSICGPT_API_KEY contains a character that cannot be sent (a space, a non-ASCII character such as a "
+        "non-breaking space, or a control character), which usually comes from copying it out of a web page. "
+        "Paste the key again, exactly as the MusicGPT dashboard shows it, and restart the server."
+    )
+
+
+def _parsed(parse: Callable[[str | None], tuple[str, ...]], raw: str | None) -> tuple[str, ...]:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+_PLACEHOLDER = re.compile(r"\$\{[^{}]*\}")
+
+
+def is_placeholder(value: str) -> bool:
+    """True for a value that is one unexpanded `${...}` placeholder: a setting left blank, not a value.
+
+    Claude Desktop passes an optional MCP Bundle setting the user left empty as the literal text of its
+    placeholder (MUSICGPT_MCP_OUTPUT_DIR=${user_config.output_dir}); the MCPB library's substitution
+    (@anthropic-ai/mcpb 2.1.2, getMcpConfigForManifest) does the same. Read as a value, it would be a
+    relative folder named "${user_config.output_dir}"; read as unset, it is the default the user expects.
+    """
+    return _PLACEHOLDER.fullmatch(value.strip()) is not None
+
+
+def folders(items: Iterable[str], source: str) -> tuple[Path, ...]:
+    """The absolute folders in `items`; empty items and blank placeholders are skipped."""
+    dirs = []
+    for item in items:
+        text = item.strip()
+        if not text or is_placeholder(text):
+            continue
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"{source} must list absolute folders; {text!r} is relative.")
+        dirs.append(path)
+    return tuple(dirs)
 
 
 def _dirs(raw: str | None) -> tuple[Path, ...] | None:
     if raw is None or not raw.strip():
         return None
-    dirs = []
-    for item in raw.split(os.pathsep):
-        if not item.strip():
-            continue
-        path = Path(item.strip()).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(f"MUSICGPT_MCP_ALLOWED_DIRS must list absolute folders; {item.strip()!r} is relative.")
-        dirs.append(path)
-    return tuple(dirs)
+    return folders(raw.split(os.pathsep), "MUSICGPT_MCP_ALLOWED_DIRS")
 
 
 def _dir(env: Mapping[str, str], name: str) -> Path | None:
@@ -198,6 +318,40 @@ def _optional_number(env: Mapping[str, str], name: str, *, low: float, high: flo
     if not low <= value <= high:  # also refuses nan
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}.")
     return value
+
+
+def _remote(env: Mapping[str, str]) -> Remote:
+    raw_auth = env.get("MUSICGPT_MCP_AUTH", "").strip().lower() or "none"
+    auth = next((mode for mode in AUTH_MODES if mode == raw_auth), None)
+    if auth is None:
+        raise ConfigError(f"MUSICGPT_MCP_AUTH must be one of {', '.join(AUTH_MODES)}; got {raw_auth!r}.")
+    public_url = env.get("MUSICGPT_MCP_PUBLIC_URL", "").strip() or None
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ConfigError(
+                f"MUSICGPT_MCP_PUBLIC_URL must be the http(s) URL clients use, such as "
+                f"https://stems.example.com/mcp; got {public_url!r}."
+            )
+    issuer = env.get("MUSICGPT_MCP_OAUTH_ISSUER", "").strip() or None
+    if issuer is not None and urlsplit(issuer).scheme not in ("http", "https"):
+        raise ConfigError(f"MUSICGPT_MCP_OAUTH_ISSUER must be an http(s) URL; got {issuer!r}.")
+    scopes = tuple(s for s in re.split(r"[\s,]+", env.get("MUSICGPT_MCP_OAUTH_SCOPES", "")) if s)
+    database = env.get("MUSICGPT_MCP_DATABASE_URL", "").strip()
+    if database and urlsplit(database).scheme not in ("postgresql", "postgres"):
+        # Never echo the URL: it may hold a password.
+        raise ConfigError("MUSICGPT_MCP_DATABASE_URL must be a postgresql:// URL.")
+    secret = env.get("MUSICGPT_MCP_SERVER_SECRET", "").strip()
+    if secret and len(secret) < 32:
+        raise ConfigError("MUSICGPT_MCP_SERVER_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+    return Remote(
+        auth=auth,
+        public_url=public_url,
+        oauth_issuer=issuer,
+        oauth_scopes=scopes,
+        database_url=SecretStr(database) if database else None,
+        server_secret=SecretStr(secret) if secret else None,
+    )
 
 
 def _confirm(env: Mapping[str, str]) -> Confirm:

@@ -40,6 +40,12 @@ TASK_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,200}$"
 # Bounds on what a stem map may hold before we show it to a model.
 MAX_STEM_URL: Final = 2048
 MAX_STEM_ENTRIES: Final = 64
+# Every string taken from a reply passes through `reply_text` with one of these limits: IDs and
+# names, a status word, and MusicGPT's own sentences. A reply once carried a 368,000-character
+# conversion_id full of newlines; a model reads these, so they stay short and on one line.
+ID_CHARS: Final = 200
+STATUS_CHARS: Final = 40
+MESSAGE_CHARS: Final = 300
 
 
 def error_reply(message: str) -> dict[str, Any]:
@@ -48,10 +54,14 @@ def error_reply(message: str) -> dict[str, Any]:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | None:
-    """The reply as a JSON object, or None when it is empty, HTML, or not a JSON object."""
+    """The reply as a JSON object, or None when it is empty, HTML, or not a JSON object.
+
+    Any failure means "not parseable", whatever its kind: 200,000 nested brackets fit in a reply
+    and make json raise RecursionError, which must not escape as a crash.
+    """
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except Exception:
         return None
     return value if isinstance(value, dict) else None
 
@@ -66,7 +76,20 @@ def describe_non_json(body: bytes) -> str:
     return "a body that is not JSON"
 
 
-_WHITESPACE = re.compile(r"\s+")
+# Runs of whitespace, control characters and invisible formatting (zero-width, bidirectional
+# overrides) become one space: text from the network must not hide or reorder what a model reads.
+_UNSEEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+")
+
+
+def reply_text(value: object, limit: int) -> str | None:
+    """A string from a reply, made safe to show: one line, at most `limit` characters; None when
+    `value` is not a string or holds nothing visible. The one helper every path uses."""
+    if not isinstance(value, str):
+        return None
+    flat = _UNSEEN.sub(" ", value[: limit * 4 + 64]).strip()
+    if not flat:
+        return None
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def error_message(reply: dict[str, Any] | None) -> str | None:
@@ -79,8 +102,9 @@ def error_message(reply: dict[str, Any] | None) -> str | None:
         return None
     for key in ("error", "message", "detail"):
         value = reply.get(key)
-        if isinstance(value, str) and value.strip():
-            return _flat(value, 300)
+        text = reply_text(value, MESSAGE_CHARS)
+        if text:
+            return text
     return None
 
 
@@ -98,16 +122,12 @@ def parse_submit_reply(reply: dict[str, Any]) -> SubmitReply | None:
     task_id = reply.get("task_id")
     if not isinstance(task_id, str) or not re.fullmatch(TASK_ID_PATTERN, task_id.strip()):
         return None
-    conversion_id = reply.get("conversion_id")
-    eta = reply.get("eta")
-    credit = reply.get("credit_estimate")
-    message = reply.get("message")
     return SubmitReply(
         task_id=task_id.strip(),
-        conversion_id=conversion_id if isinstance(conversion_id, str) and conversion_id else None,
-        eta=_as_eta(eta),
-        credit_estimate=_as_float(credit),
-        message=message if isinstance(message, str) else None,
+        conversion_id=reply_text(reply.get("conversion_id"), ID_CHARS),
+        eta=_as_eta(reply.get("eta")),
+        credit_estimate=_as_float(reply.get("credit_estimate")),
+        message=reply_text(reply.get("message"), MESSAGE_CHARS),
     )
 
 
@@ -172,13 +192,13 @@ def parse_status_reply(reply: dict[str, Any]) -> StatusReply | None:
     conversion = reply.get("conversion")
     if not isinstance(conversion, dict):
         return None
-    status = conversion.get("status")
+    status = reply_text(conversion.get("status"), STATUS_CHARS)
     message = conversion.get("status_msg") or conversion.get("message") or reply.get("message")
     return StatusReply(
-        task_id=_short_str(conversion.get("task_id")),
-        conversion_id=_short_str(conversion.get("conversion_id")),
-        status=_flat(status, 40).upper() if isinstance(status, str) and status.strip() else "UNKNOWN",
-        status_message=_flat(message, 300) if isinstance(message, str) and message.strip() else None,
+        task_id=reply_text(conversion.get("task_id"), ID_CHARS),
+        conversion_id=reply_text(conversion.get("conversion_id"), ID_CHARS),
+        status=status.upper() if status else "UNKNOWN",
+        status_message=reply_text(message, MESSAGE_CHARS),
         conversion_cost=_as_float(conversion.get("conversion_cost")),
         mp3=_first_map(conversion, MP3_MAP_KEYS),
         wav=_first_map(conversion, WAV_MAP_KEYS),
@@ -211,7 +231,7 @@ def parse_stem_map(value: object) -> dict[str, str]:
     if brace >= 0:
         try:
             parsed = json.loads(text[brace:])
-        except ValueError:
+        except Exception:  # RecursionError too: a map nested 200,000 deep is no map
             parsed = None
         if isinstance(parsed, dict):
             return parse_stem_map(parsed)
@@ -222,15 +242,6 @@ def parse_stem_map(value: object) -> dict[str, str]:
     name = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0]
     return {stem: text} if stem else {}
-
-
-def _short_str(value: object) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() and len(value) <= 200 else None
-
-
-def _flat(text: str, limit: int) -> str:
-    flat = _WHITESPACE.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def encode_stem_map(urls: dict[str, str], shape: str, prefix: str) -> object:

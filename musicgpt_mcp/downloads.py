@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from . import contract
 from .catalog import STEM_DESCRIPTIONS, Stem
 from .files import AUDIO_CONTENT_TYPES
 from .musicgpt import MusicGPTClient, MusicGPTError
@@ -162,11 +163,16 @@ def screen(urls: dict[str, str]) -> tuple[dict[Stem, str], list[Skipped]]:
     skipped: list[Skipped] = []
     for key, url in urls.items():
         if key not in STEM_DESCRIPTIONS:
-            skipped.append(Skipped(stem=key[:60], reason="not a stem MusicGPT documents; ignored"))
+            shown = contract.reply_text(key, 60) or "(blank)"
+            skipped.append(Skipped(stem=shown, reason="not a stem MusicGPT documents; ignored"))
             continue
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
-            skipped.append(Skipped(stem=key, reason=f"its URL is not http(s) ({scheme or 'no scheme'}); not fetched"))
+            shown = contract.reply_text(scheme, 20) or "no scheme"
+            skipped.append(Skipped(stem=key, reason=f"its URL is not http(s) ({shown}); not fetched"))
+            continue
+        if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
+            skipped.append(Skipped(stem=key, reason="its URL contains spaces or control characters; not fetched"))
             continue
         known[key] = url  # mypy narrows key to Stem through the membership test
     return known, skipped
@@ -210,7 +216,7 @@ async def save_stems(
             try:
                 with temporary_file(directory, f"{stem}.{fmt}") as (sink, tmp):
                     try:
-                        size = await client.download(url, sink, max_bytes=max_bytes, on_bytes=count)
+                        size = await client.download(url, sink, max_bytes=max_bytes, fmt=fmt, on_bytes=count)
                     except MusicGPTError as exc:
                         failed.append(Skipped(stem=stem, reason=str(exc)))
                         return

@@ -2,8 +2,8 @@
 
 The path comes from a model, which may have been steered by a prompt injection in something it
 read, so it is hostile until checked: it must resolve (symlinks and `..` followed) to a regular,
-non-empty, not-too-large file inside the allowed folders whose first bytes are a known audio
-container. A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
+non-empty, not-too-large file inside the allowed folders that holds audio in a container MusicGPT
+takes (sniff.py checks the structure, not just a magic number). A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
 and how a user can allow what they meant.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from . import contract
+from . import contract, sniff
 from .multipart import FilePart
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
@@ -43,11 +43,6 @@ AUDIO_CONTENT_TYPES: Final[dict[str, str]] = {
     ".asf": "audio/x-ms-wma",
 }
 
-# filetype's names for the containers MusicGPT can take audio from: MP3/ID3, WAV/RIFF, FLAC,
-# OGG (Vorbis and Opus), MP4/M4A, ADTS AAC, AIFF, WebM/Matroska and WMA/ASF.
-AUDIO_CONTAINERS: Final = frozenset(
-    {"mp3", "wav", "flac", "ogg", "m4a", "mp4", "m4v", "aac", "aiff", "webm", "mkv", "wmv"}
-)
 SNIFF_BYTES: Final = 8192
 
 DEFAULT_MAX_UPLOAD_MB: Final = 4096
@@ -64,6 +59,8 @@ class AllowedDirs:
     dirs: tuple[Path, ...]
     origin: str  # for messages: "MUSICGPT_MCP_ALLOWED_DIRS", "the MCP client's roots", "your home folder"
     how_to_widen: str
+    # Why there are no folders at all, when that is the case (the client's roots were all unusable).
+    unusable: str | None = None
 
     def containing(self, resolved: Path) -> Path | None:
         return next((d for d in self.dirs if resolved == d or d in resolved.parents), None)
@@ -73,7 +70,9 @@ class AllowedDirs:
 
 
 def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] | None) -> AllowedDirs:
-    """MUSICGPT_MCP_ALLOWED_DIRS when set; else the client's file:// roots, when it offers any; else home."""
+    """MUSICGPT_MCP_ALLOWED_DIRS when set; else the client's usable file:// roots, when it offers any;
+    else (no roots offered) the home folder. A client that offers roots none of which is usable gets
+    no folder at all: falling back to the whole home folder would widen what the user chose."""
     if configured is not None:
         return AllowedDirs(
             tuple(_resolve_dir(p) for p in configured),
@@ -81,13 +80,30 @@ def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] 
             "add its folder to MUSICGPT_MCP_ALLOWED_DIRS (separated by ':' or ';' on Windows) in the server's "
             "environment and restart the server",
         )
-    roots = [p for p in (_root_path(uri) for uri in client_roots or ()) if p is not None]
-    if roots:
+    offered = list(client_roots or ())
+    usable: list[Path] = []
+    unusable: list[str] = []
+    for uri in offered:
+        path, why = _root_path(uri)
+        if path is None:
+            unusable.append(f"{uri[:100]!r} ({why})")
+        else:
+            usable.append(path)
+    if usable:
         return AllowedDirs(
-            tuple(_resolve_dir(p) for p in roots),
+            tuple(usable),
             "the MCP client's roots",
             "open its folder as a workspace root in your MCP client, or set MUSICGPT_MCP_ALLOWED_DIRS in the "
             "server's environment to list the folders yourself",
+        )
+    if offered:
+        return AllowedDirs(
+            (),
+            "the MCP client's roots",
+            "open a local folder as a workspace root in your MCP client, or set MUSICGPT_MCP_ALLOWED_DIRS in the "
+            "server's environment to the folders that may be read, and restart the server",
+            unusable=f"the MCP client offered roots, but none is a local folder this server can use: "
+            f"{', '.join(unusable[:3])}{' and more' if len(unusable) > 3 else ''}",
         )
     return AllowedDirs(
         (_resolve_dir(Path.home()),),
@@ -97,12 +113,23 @@ def allowed_dirs(configured: Sequence[Path] | None, client_roots: Iterable[str] 
     )
 
 
-def _root_path(uri: str) -> Path | None:
+def _root_path(uri: str) -> tuple[Path | None, str]:
+    """A client root as a local folder, or None and why it cannot be one."""
     parts = urlsplit(uri)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        return None
-    path = Path(unquote(parts.path))
-    return path if path.is_absolute() else None
+    if parts.scheme != "file":
+        return None, "not a file:// URI"
+    if parts.netloc not in ("", "localhost"):
+        return None, "a network location, not a folder on this machine"
+    text = unquote(parts.path)
+    if "\0" in text:
+        return None, "its path contains a NUL character"
+    path = Path(text)
+    if not path.is_absolute():
+        return None, "not an absolute path"
+    try:
+        return _resolve_dir(path), ""
+    except (OSError, RuntimeError, ValueError) as exc:
+        return None, f"cannot be resolved: {_reason(exc)}"
 
 
 def _resolve_dir(path: Path) -> Path:
@@ -137,6 +164,11 @@ def expand_user_path(raw: str) -> Path:
 def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart:
     """The upload for `raw`, or FileRefused. Only a stat and a peek at the first bytes happen here."""
     path = expand_user_path(raw)
+    if not allowed.dirs and allowed.unusable:
+        raise FileRefused(
+            f"{path} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
+            f"{allowed.how_to_widen}."
+        )
     try:
         resolved = path.resolve(strict=True)
     except FileNotFoundError:
@@ -173,10 +205,12 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )
-    head = read_head(resolved, info)
-    kind = sniff(head)
-    if kind not in AUDIO_CONTAINERS:
-        found = f"its content looks like {kind}" if kind else "its first bytes match no audio format"
+    verdict, head = examine(resolved, info)
+    if not verdict.audio:
+        named = name_content(head) if verdict.kind is None else None
+        found = verdict.detail or (
+            f"its content looks like {named}" if named else "its first bytes match no audio format"
+        )
         raise FileRefused(
             f"{path} does not look like an audio file ({found}), so it was not sent. Give an audio file "
             "(MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in another "
@@ -192,30 +226,34 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
     )
 
 
-def read_head(resolved: Path, info: os.stat_result) -> bytes:
-    """The first bytes, read without following a swapped-in link and without blocking on a FIFO."""
+def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes]:
+    """What the file holds (a bounded structural check) and its first bytes, read without following
+    a swapped-in link and without blocking on a FIFO."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(resolved, flags)
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
     try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
-            raise FileRefused(f"{resolved} changed while it was being checked; try again.")
-        return os.read(fd, SNIFF_BYTES)
+        with os.fdopen(fd, "rb") as f:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
+                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+            head = f.read(SNIFF_BYTES)
+            return sniff.inspect(f, now.st_size), head
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
-    finally:
-        os.close(fd)
 
 
-def sniff(head: bytes) -> str | None:
-    """filetype's name for the container `head` starts, or None."""
+def name_content(head: bytes) -> str | None:
+    """filetype's name for what `head` starts (zip, pdf, png, ...), for a refusal's wording only.
+    Its audio guesses rest on magic numbers the structural check has already seen through."""
     import filetype  # imported on first use: the stdio start-up path does not need it
 
     kind = filetype.guess(head)
-    return str(kind.extension) if kind is not None else None
+    if kind is None or str(kind.mime).startswith("audio/"):
+        return None
+    return str(kind.extension)
 
 
 def _reason(exc: BaseException) -> str:

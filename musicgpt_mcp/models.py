@@ -100,3 +100,20 @@ class ExtractionList(BaseModel):
     extractions: list[ExtractionRecord] = Field(description="The jobs, newest first.")
     credits_last_24_hours: float = Field(description="Credits of every job submitted in the last 24 hours.")
     credits_last_30_days: float = Field(description="Credits of every job submitted in the last 30 days.")
+
+
+class StemAudioChunk(BaseModel):
+    """A slice of one stem's audio file, for the in-chat player (never for the model)."""
+
+    task_id: str = Field(description="The job the stem belongs to.")
+    stem: Stem = Field(description="Which stem.")
+    format: Literal["mp3", "wav"] = Field(description="The audio format of the file.")
+    mime_type: str = Field(description="The file's media type (audio/mpeg or audio/wav).")
+    offset: int = Field(description="Where this slice starts in the file, in bytes.")
+    length: int = Field(description="Bytes in this slice.")
+    total_bytes: int = Field(description="The whole file's size in bytes.")
+    eof: bool = Field(description="True when this slice reaches the end of the file.")
+    source: Literal["saved", "fetched"] = Field(
+        description="saved: read from the file download_stems saved; fetched: fetched by the server from MusicGPT's storage."
+    )
+    data: str = Field(description="The slice's bytes, base64-encoded.")

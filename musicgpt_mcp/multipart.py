@@ -9,6 +9,7 @@ near wire speed with flat memory and the server keeps answering meanwhile.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,11 @@ class MultipartBody:
         yield self._head
         if self._file is not None:
             remaining = self._file.size
-            async with await anyio.open_file(self._file.path, "rb", buffering=0, opener=_open_no_follow) as f:
-                if self._file.identity is not None:
-                    info = os.fstat(f.wrapped.fileno())
-                    if (info.st_dev, info.st_ino) != self._file.identity:
-                        raise FileChangedError(self._file.path)
+            async with await anyio.open_file(self._file.path, "rb", buffering=0, opener=_open_without_waiting) as f:
+                info = os.fstat(f.wrapped.fileno())
+                same = self._file.identity is None or (info.st_dev, info.st_ino) == self._file.identity
+                if not same or not stat.S_ISREG(info.st_mode):
+                    raise FileChangedError(self._file.path)
                 while remaining > 0:
                     chunk = await f.read(min(CHUNK_SIZE, remaining))
                     if not chunk:
@@ -90,8 +91,13 @@ class MultipartBody:
         yield self._tail
 
 
-def _open_no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+def _open_without_waiting(path: str, flags: int) -> int:
+    """Open without following a link, and without blocking: a FIFO swapped in after the checks
+    would block a plain open (in a worker thread no cancellation reaches) until a writer appears,
+    which may be never. With O_NONBLOCK the open returns at once, and the fstat that follows
+    refuses anything but the regular file that was checked. For a regular file the flag changes
+    nothing."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
 
 
 class FileChangedError(OSError):

@@ -6,17 +6,20 @@ have left the machine; when the outcome is unknown, the error says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar
 
 import anyio
 
-from . import __version__, contract
+from . import __version__, contract, sniff
+from .addresses import AddressRefused
+from .config import key_problem
 from .multipart import FileChangedError, FilePart, MultipartBody
 from .ratelimit import Limiter, RateLimiter
 
@@ -48,7 +51,13 @@ class MusicGPTError(Exception):
 
 
 class TaskNotFoundError(MusicGPTError):
-    pass
+    def __init__(self, task_id: str) -> None:
+        # Also what a caller of a shared server reads for someone else's job: the same words, so the
+        # answer does not tell whether the job exists.
+        super().__init__(
+            f"MusicGPT has no extraction with task_id {task_id!r} (HTTP 404). Use the task_id exactly as "
+            "extract_stems returned it."
+        )
 
 
 class DownloadError(MusicGPTError):
@@ -69,6 +78,27 @@ T = TypeVar("T")
 # Reads are retried within this budget; beyond it the error reaches the model.
 READ_RETRY_ATTEMPTS = 4
 READ_RETRY_BUDGET = 30.0
+# A status read, retries included, ends within this many seconds (get_extraction: after the wait it
+# was asked for). httpx2's read timeout bounds each read, not a reply: a server dripping one byte a
+# second kept a call open indefinitely. 30 s leaves a 50 s wait inside a host's 60 s+ tool timeout
+# in the common case, and is long enough for a slow but working MusicGPT.
+STATUS_BOUND = 30.0
+# Downloads: a stem that sends no byte for DOWNLOAD_STALL seconds is abandoned, and so is one whose
+# average rate after DOWNLOAD_GRACE seconds is under DOWNLOAD_MIN_RATE bytes a second. httpx2's read
+# timeout cannot tell: a server sending a byte a second never trips it. 16 KiB/s is 128 kbit/s,
+# slower than an MP3 stem plays, so such a download is not going to finish usefully; the grace
+# period lets a connection get going on a slow link.
+DOWNLOAD_STALL = 30.0
+DOWNLOAD_MIN_RATE = 16 * 1024
+DOWNLOAD_GRACE = 30.0
+# Downloads in flight across the whole process, whatever the number of download_stems calls; they
+# have their own connection pool, so submits and status reads never wait behind them (25 calls of
+# 4 stems once filled a shared pool of 100 and made a status call fail).
+MAX_DOWNLOADS = 8
+DOWNLOAD_CONNECTIONS = 2 * MAX_DOWNLOADS
+API_CONNECTIONS = 20
+# Redirects a stem download follows, each hop checked like the first URL.
+MAX_REDIRECTS = 5
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 DOWNLOAD_CHUNK = 1024 * 1024
 # Batches of DOWNLOAD_CHUNK bytes waiting for the disk while the network keeps reading.
@@ -107,45 +137,113 @@ class MusicGPTClient:
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
         write_timeout: float = 120.0,
+        storage_hosts: Iterable[str] = (),
+        status_limiter: Limiter | None = None,
+        submit_limiter: Limiter | None = None,
     ) -> None:
+        """`storage_hosts`: host or host:port entries downloads may reach at non-public addresses
+        (MUSICGPT_MCP_STORAGE_HOSTS). The limiters default to this process's own; replicas sharing a
+        MusicGPT account pass ones that count across all of them."""
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeouts = (connect_timeout, read_timeout, write_timeout)
-        self._http: httpx2.AsyncClient | None = None
-        # One budget for the whole process: MusicGPT allows 200 status calls a minute per key.
-        self.status_limiter: Limiter = RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
+        self._storage_hosts = tuple(storage_hosts)
+        # Two pools: MusicGPT's API (submit, status) and storage (downloads), so one cannot starve the other.
+        self._api_http: httpx2.AsyncClient | None = None
+        self._storage_http: httpx2.AsyncClient | None = None
+        # MusicGPT allows 200 status calls and 60 submits a minute per key: budgets for this key.
+        self.status_limiter: Limiter = status_limiter or RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
+        self.submit_limiter: Limiter = submit_limiter or RateLimiter(contract.SUBMITS_PER_MINUTE, 60.0)
+        self.download_slots = anyio.CapacityLimiter(MAX_DOWNLOADS)
         self.retry_budget = READ_RETRY_BUDGET
+        # Set on clients made by `with_key`: they use the pools and download slots of this one.
+        self._parent: MusicGPTClient | None = None
+
+    def with_key(
+        self, api_key: SecretStr, *, status_limiter: Limiter | None = None, submit_limiter: Limiter | None = None
+    ) -> MusicGPTClient:
+        """A client for another MusicGPT key (a caller's own, on a shared server) that shares this
+        one's connection pools and download slots, with rate limits of its own (they are per key)."""
+        connect, read, write = self._timeouts
+        child = MusicGPTClient(
+            self.base_url,
+            api_key,
+            connect_timeout=connect,
+            read_timeout=read,
+            write_timeout=write,
+            storage_hosts=self._storage_hosts,
+            status_limiter=status_limiter,
+            submit_limiter=submit_limiter,
+        )
+        child._parent = self
+        child.download_slots = self.download_slots
+        child.retry_budget = self.retry_budget
+        return child
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._parent is not None:
+            return  # the pools are the parent's to close
+        for http in (self._api_http, self._storage_http):
+            if http is not None:
+                await http.aclose()
+        self._api_http = self._storage_http = None
 
-    def _client(self) -> httpx2.AsyncClient:
-        if self._http is None:
+    def _timeout(self) -> httpx2.Timeout:
+        import httpx2
+
+        connect, read, write = self._timeouts
+        return httpx2.Timeout(connect=connect, read=read, write=write, pool=connect)
+
+    def _api(self) -> httpx2.AsyncClient:
+        if self._parent is not None:
+            return self._parent._api()
+        if self._api_http is None:
             # Imported here: httpx2 costs start-up time that a host listing tools should not pay.
             import httpx2
 
             _tune_read_size()
-            connect, read, write = self._timeouts
-            self._http = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(connect=connect, read=read, write=write, pool=connect),
+            self._api_http = httpx2.AsyncClient(
+                timeout=self._timeout(),
+                limits=httpx2.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS),
                 follow_redirects=False,
                 headers={"User-Agent": f"musicgpt-mcp/{__version__}"},
             )
-        return self._http
+        return self._api_http
+
+    def _storage(self) -> httpx2.AsyncClient:
+        if self._parent is not None:
+            return self._parent._storage()
+        if self._storage_http is None:
+            import httpx2
+
+            from .netguard import GuardedTransport
+
+            _tune_read_size()
+            limits = httpx2.Limits(max_connections=DOWNLOAD_CONNECTIONS, max_keepalive_connections=MAX_DOWNLOADS)
+            self._storage_http = httpx2.AsyncClient(
+                timeout=self._timeout(),
+                transport=GuardedTransport(self._storage_hosts, limits),
+                follow_redirects=False,  # followed hop by hop in `download`
+                headers={"User-Agent": f"musicgpt-mcp/{__version__}"},
+            )
+        return self._storage_http
 
     def _auth_headers(self) -> dict[str, str]:
         if self._api_key is None:
             raise MissingAPIKeyError()
-        return {contract.AUTH_HEADER: self._api_key.get_secret_value()}
+        key = self._api_key.get_secret_value()
+        problem = key_problem(key)
+        if problem:
+            # Sending it would fail deep in the HTTP stack with an encoding error, on every call.
+            raise MusicGPTError(f"{problem} Nothing was sent.")
+        return {contract.AUTH_HEADER: key}
 
     def _describe(self, exc: Exception) -> str:
         """What went wrong on the wire, in words a person can act on; the exact exception goes to the log."""
         import httpx2
 
         connect, read, write = self._timeouts
-        log.info("transport failure: %s: %s", type(exc).__name__, self._redact(str(exc)))
+        log.info("transport failure: %s: %s", type(exc).__name__, self.redact(str(exc)))
         if isinstance(exc, httpx2.ConnectTimeout):
             return f"connecting timed out after {connect:g} s"
         if isinstance(exc, httpx2.ConnectError):
@@ -162,7 +260,7 @@ class MusicGPTClient:
             return "the connection was reset"
         return type(exc).__name__
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         """Belt and braces: never let the key through, even if a server echoes it back."""
         if self._api_key is not None:
             key = self._api_key.get_secret_value()
@@ -187,6 +285,8 @@ class MusicGPTClient:
         body = MultipartBody(fields, request.audio_file, on_file_bytes)
         headers.update(body.headers)
         url = self.base_url + contract.EXTRACTION_PATH
+        # Before anything is sent: waiting here for MusicGPT's per-key budget costs nothing.
+        await self.submit_limiter.acquire()
         log.info(
             "submitting extraction: stems=%s preprocessing=%s input=%s (%d bytes)",
             list(request.stems),
@@ -197,7 +297,7 @@ class MusicGPTClient:
         try:
             for attempt in range(SUBMIT_CONNECT_ATTEMPTS):
                 try:
-                    async with self._client().stream("POST", url, content=body, headers=headers) as response:
+                    async with self._api().stream("POST", url, content=body, headers=headers) as response:
                         raw = await _read_capped(response)
                         status = response.status_code
                         retry_after = response.headers.get("Retry-After")
@@ -241,6 +341,20 @@ class MusicGPTClient:
                 outcome="unknown",
             ) from None
 
+        try:
+            return self._submit_outcome(status, raw, retry_after)
+        except MusicGPTError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong reading the reply, the request was sent: the one error that must
+            # never be lost here is "it may have been submitted".
+            log.warning("could not interpret MusicGPT's submit reply: %s", type(exc).__name__)
+            raise MusicGPTError(
+                f"MusicGPT answered HTTP {status}, but its reply could not be read. The extraction may or may not "
+                f"have been submitted. {CHECK_BEFORE_RETRY}"
+            ) from None
+
+    def _submit_outcome(self, status: int, raw: bytes | None, retry_after: str | None) -> contract.SubmitReply:
         reply = contract.parse_json_object(raw) if raw is not None else None
         if 200 <= status < 300:
             if raw is None:
@@ -255,10 +369,10 @@ class MusicGPTClient:
                     f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}",
                     outcome="unknown",
                 )
-            parsed = contract.parse_submit_reply(reply)
+            parsed = self._scrub_submit(contract.parse_submit_reply(reply))
             if parsed is None:
                 said = contract.error_message(reply)
-                detail = f" It said: {_sentence(self._redact(said))}" if said else ""
+                detail = f" It said: {_sentence(self.redact(said))}" if said else ""
                 raise MusicGPTError(
                     f"MusicGPT answered HTTP {status} without a task_id.{detail} The extraction may or may "
                     f"not have been submitted. {CHECK_BEFORE_RETRY}",
@@ -268,11 +382,35 @@ class MusicGPTClient:
             return parsed
         raise self._error_for_status(status, reply, raw, retry_after)
 
+    def _scrub_submit(self, reply: contract.SubmitReply | None) -> contract.SubmitReply | None:
+        """The reply without the key in any string; a task_id that is the key is no task_id."""
+        if reply is None or self.redact(reply.task_id) != reply.task_id:
+            return None
+        return dataclasses.replace(
+            reply,
+            conversion_id=self._redact_optional(reply.conversion_id),
+            message=self._redact_optional(reply.message),
+        )
+
+    def _scrub_status(self, reply: contract.StatusReply) -> contract.StatusReply:
+        return dataclasses.replace(
+            reply,
+            task_id=self._redact_optional(reply.task_id),
+            conversion_id=self._redact_optional(reply.conversion_id),
+            status=self.redact(reply.status),
+            status_message=self._redact_optional(reply.status_message),
+            mp3={self.redact(k): self.redact(v) for k, v in reply.mp3.items()},
+            wav={self.redact(k): self.redact(v) for k, v in reply.wav.items()},
+        )
+
+    def _redact_optional(self, text: str | None) -> str | None:
+        return None if text is None else self.redact(text)
+
     def _error_for_status(
         self, status: int, reply: dict[str, object] | None, raw: bytes | None, retry_after: str | None
     ) -> MusicGPTError:
         said = contract.error_message(reply)
-        said = self._redact(said) if said else None
+        said = self.redact(said) if said else None
         detail = f": {said}" if said else (f" ({contract.describe_non_json(raw)})" if raw is not None else "")
         if status == 401:
             return MusicGPTError(
@@ -324,23 +462,39 @@ class MusicGPTClient:
 
     # --- reads: status and downloads, retried ------------------------------------------------
 
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        deadline = time.monotonic() + self.retry_budget
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]], deadline: float | None = None) -> T:
+        """`attempt` until it succeeds or fails for good. With a `deadline` (monotonic), every attempt
+        is cut off there and retries happen only in the time left before it."""
+        budget_end = time.monotonic() + self.retry_budget
+        if deadline is not None:
+            budget_end = min(budget_end, deadline)
         last = ""
         for n in range(READ_RETRY_ATTEMPTS):
+            left = None if deadline is None else deadline - time.monotonic()
             try:
-                return await attempt()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                with anyio.fail_after(left):
+                    return await attempt()
+            except TimeoutError:
+                was = f" (before that: {last})" if last else ""
+                raise MusicGPTError(
+                    f"{what} did not complete in time: MusicGPT was answering too slowly{was}. Try again in a minute."
+                ) from None
             except _Retryable as exc:
                 last = exc.reason
                 backoff = random.uniform(0, min(8.0, 0.5 * 2**n))  # noqa: S311 - jitter, not crypto
                 wait = max(exc.retry_after, backoff) if exc.retry_after is not None else backoff
-                if n == READ_RETRY_ATTEMPTS - 1 or time.monotonic() + wait > deadline:
+                if n == READ_RETRY_ATTEMPTS - 1 or time.monotonic() + wait > budget_end:
                     break
                 log.info("%s failed (%s); retrying in %.1f s", what, exc.reason, wait)
                 await anyio.sleep(wait)
         raise MusicGPTError(f"{what} failed after retries: {last}. Try again in a minute.")
 
-    async def get_status(self, task_id: str) -> contract.StatusReply:
+    async def get_status(self, task_id: str, deadline: float | None = None) -> contract.StatusReply:
+        """The job's status. The call, retries included, ends by `deadline` (monotonic; default:
+        STATUS_BOUND seconds from now)."""
+        deadline = time.monotonic() + STATUS_BOUND if deadline is None else deadline
         headers = self._auth_headers()
         url = self.base_url + contract.STATUS_PATH
         params = {"conversionType": contract.CONVERSION_TYPE, "task_id": task_id}
@@ -350,7 +504,7 @@ class MusicGPTClient:
 
             await self.status_limiter.acquire()
             try:
-                async with self._client().stream("GET", url, params=params, headers=headers) as response:
+                async with self._api().stream("GET", url, params=params, headers=headers) as response:
                     raw = await _read_capped(response)
                     status = response.status_code
                     if status in RETRYABLE_STATUSES:
@@ -359,16 +513,25 @@ class MusicGPTClient:
             except httpx2.TransportError as exc:
                 raise _Retryable(self._describe(exc)) from None
 
-        status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt)
+        status, raw = await self._retrying("Checking the job's status with MusicGPT", attempt, deadline)
+        try:
+            return self._status_outcome(task_id, status, raw)
+        except MusicGPTError:
+            raise
+        except Exception as exc:
+            log.warning("could not interpret MusicGPT's status reply: %s", type(exc).__name__)
+            raise MusicGPTError(
+                f"MusicGPT answered the status request with HTTP {status}, but its reply could not be read. "
+                "Try again in a minute."
+            ) from None
+
+    def _status_outcome(self, task_id: str, status: int, raw: bytes | None) -> contract.StatusReply:
         reply = contract.parse_json_object(raw) if raw is not None else None
         if status == 404:
-            raise TaskNotFoundError(
-                f"MusicGPT has no extraction with task_id {task_id!r} (HTTP 404). Use the task_id exactly as "
-                "extract_stems returned it."
-            )
+            raise TaskNotFoundError(task_id)
         if not 200 <= status < 300:
             said = contract.error_message(reply)
-            detail = f": {self._redact(said)}" if said else ""
+            detail = f": {self.redact(said)}" if said else ""
             if status in (401, 403):
                 raise MusicGPTError(
                     f"MusicGPT refused the status request (HTTP {status}{detail}). Check MUSICGPT_API_KEY in "
@@ -381,11 +544,11 @@ class MusicGPTClient:
         parsed = contract.parse_status_reply(reply)
         if parsed is None:
             said = contract.error_message(reply)
-            detail = f" It said: {_sentence(self._redact(said))}" if said else ""
+            detail = f" It said: {_sentence(self.redact(said))}" if said else ""
             raise MusicGPTError(
                 f"MusicGPT's status reply for task {task_id!r} had no conversion in it.{detail} Try again in a minute."
             )
-        return parsed
+        return self._scrub_status(parsed)
 
     async def download(
         self,
@@ -393,37 +556,54 @@ class MusicGPTClient:
         sink: BinaryIO,
         *,
         max_bytes: int,
+        fmt: str | None = None,
         on_bytes: Callable[[int], Awaitable[None]] | None = None,
     ) -> int:
         """Stream `url` into `sink` (rewound and truncated on each try); the byte count written.
 
         Storage URLs are fetched without the API key: they are not MusicGPT's API, and a key sent
-        there could end up in a third party's logs.
+        there could end up in a third party's logs. They go through the storage pool, which
+        connects only to public addresses (netguard), and redirects are followed one hop at a
+        time, each checked like the first URL. With `fmt`, the first bytes must start a file of
+        that format. At most MAX_DOWNLOADS run at once in the process.
         """
 
         async def attempt() -> int:
             import httpx2
 
             await anyio.to_thread.run_sync(_rewind, sink)
+            target = url
             try:
-                async with self._client().stream(
-                    "GET", url, headers={"Accept-Encoding": "identity"}, follow_redirects=True
-                ) as response:
-                    status = response.status_code
-                    if status in RETRYABLE_STATUSES:
-                        raise _Retryable(f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After")))
-                    if status != 200:
-                        raise DownloadError(f"the storage server answered HTTP {status}")
-                    declared = _content_length(response)
-                    if declared is not None and declared > max_bytes:
-                        raise DownloadError(
-                            f"the file is {declared} bytes, over the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
-                        )
-                    written = await _pipe_to_file(response, sink, max_bytes, on_bytes)
-                    if declared is not None and written != declared:
-                        raise _Retryable(f"the download was cut short ({written} of {declared} bytes)")
-                    if written == 0:
-                        raise DownloadError("the storage server sent an empty file")
+                for _ in range(MAX_REDIRECTS + 1):
+                    async with self._storage().stream(
+                        "GET", target, headers={"Accept-Encoding": "identity"}
+                    ) as response:
+                        status = response.status_code
+                        location = response.headers.get("Location")
+                        if status in (301, 302, 303, 307, 308) and location:
+                            target = _redirect_target(str(response.url), location)
+                            continue
+                        if status in RETRYABLE_STATUSES:
+                            raise _Retryable(
+                                f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After"))
+                            )
+                        if status != 200:
+                            raise DownloadError(f"the storage server answered HTTP {status}")
+                        declared = _content_length(response)
+                        if declared is not None and declared > max_bytes:
+                            raise DownloadError(
+                                f"the file is {declared} bytes, over the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)"
+                            )
+                        written = await _pipe_to_file(response, sink, max_bytes, on_bytes, fmt)
+                        if declared is not None and written != declared:
+                            raise _Retryable(f"the download was cut short ({written} of {declared} bytes)")
+                        if written == 0:
+                            raise DownloadError("the storage server sent an empty file")
+                        break
+                else:
+                    raise DownloadError(f"the storage server redirected more than {MAX_REDIRECTS} times; not followed")
+            except AddressRefused as exc:
+                raise DownloadError(str(exc)) from None
             except httpx2.TransportError as exc:
                 raise _Retryable(self._describe(exc)) from None
             await anyio.to_thread.run_sync(sink.flush)
@@ -431,7 +611,24 @@ class MusicGPTClient:
                 await on_bytes(written)
             return written
 
-        return await self._retrying("Downloading the stem", attempt)
+        async with self.download_slots:
+            return await self._retrying("Downloading the stem", attempt)
+
+
+def _redirect_target(current: str, location: str) -> str:
+    """Where a redirect points, if it may be followed: http(s), no credentials, no control characters."""
+    from urllib.parse import urljoin, urlsplit
+
+    target = urljoin(current, location.strip())
+    parts = urlsplit(target)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        shown = contract.reply_text(parts.scheme, 20) or "no scheme"
+        raise DownloadError(f"the storage server redirected to a URL that is not http(s) ({shown}); not followed")
+    if parts.username is not None or parts.password is not None or any(ord(ch) < 0x21 for ch in target):
+        raise DownloadError(
+            "the storage server redirected to a URL with credentials or control characters; not followed"
+        )
+    return target
 
 
 async def _pipe_to_file(
@@ -439,6 +636,7 @@ async def _pipe_to_file(
     sink: BinaryIO,
     max_bytes: int,
     on_bytes: Callable[[int], Awaitable[None]] | None,
+    fmt: str | None = None,
 ) -> int:
     """Copy the body to `sink`, reading the network while a worker thread writes the disk.
 
@@ -446,6 +644,10 @@ async def _pipe_to_file(
     writing gave ~290 MB/s); overlapped, the slower one sets the pace. At most WRITE_QUEUE batches
     of ~1 MiB wait in memory, so memory stays flat whatever the file size. Batches are lists of
     the chunks as received, written with writelines, so no byte is copied on the way.
+
+    The body is abandoned when it stalls (DOWNLOAD_STALL) or crawls (DOWNLOAD_MIN_RATE after
+    DOWNLOAD_GRACE), and, with `fmt`, when its first bytes are not that format: nothing is written
+    before those bytes have been seen.
     """
     send, receive = anyio.create_memory_object_stream[list[bytes]](WRITE_QUEUE)
     written = 0
@@ -457,13 +659,38 @@ async def _pipe_to_file(
 
     async def reader() -> None:
         nonlocal written
+        started = time.monotonic()
+        head = b""
+        checked = fmt is None
+        chunks = response.aiter_raw().__aiter__()
         async with send:
             batch: list[bytes] = []
             batched = 0
-            async for chunk in response.aiter_raw():
+            while True:
+                with anyio.move_on_after(DOWNLOAD_STALL) as stall:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if stall.cancelled_caught:
+                    raise DownloadError(f"the storage server sent nothing for {DOWNLOAD_STALL:g} s; abandoned")
                 written += len(chunk)
                 if written > max_bytes:
                     raise DownloadError(f"the file grew past the {max_bytes}-byte limit (MUSICGPT_MCP_MAX_DOWNLOAD_MB)")
+                elapsed = time.monotonic() - started
+                if elapsed > DOWNLOAD_GRACE and written / elapsed < DOWNLOAD_MIN_RATE:
+                    raise DownloadError(
+                        f"the download was slower than {DOWNLOAD_MIN_RATE // 1024} KiB/s ({written} bytes in "
+                        f"{elapsed:.0f} s); abandoned"
+                    )
+                if not checked:
+                    head += chunk[: sniff.STEM_HEAD_BYTES]
+                    if len(head) < sniff.STEM_HEAD_BYTES:
+                        batch.append(chunk)
+                        batched += len(chunk)
+                        continue
+                    _check_head(fmt, head)
+                    checked = True
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= DOWNLOAD_CHUNK:
@@ -471,6 +698,8 @@ async def _pipe_to_file(
                     batch, batched = [], 0
                     if on_bytes is not None:
                         await on_bytes(written)
+            if not checked and written:
+                _check_head(fmt, head)
             if batch:
                 await send.send(batch)
 
@@ -482,6 +711,14 @@ async def _pipe_to_file(
         # One side failed and the other was cancelled: surface the failure itself.
         raise _first_failure(group) from None
     return written
+
+
+def _check_head(fmt: str | None, head: bytes) -> None:
+    if fmt is None or sniff.stem_head_matches(fmt, head):
+        return
+    stripped = head.lstrip()
+    what = "an HTML or XML page" if stripped[:1] == b"<" else ("JSON" if stripped[:1] in (b"{", b"[") else "other data")
+    raise DownloadError(f"the storage server sent {what}, not {fmt} audio; discarded")
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -10,10 +10,9 @@ import anyio
 
 
 class Limiter(Protocol):
-    """What a client needs of a rate limit: this process's RateLimiter, or one shared by replicas
-    (ledger/postgres_ratelimit.py)."""
-
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> None:
+        """Wait until one more call fits in the window, then count it."""
+        ...
 
 
 class RateLimiter:

@@ -22,18 +22,20 @@ def stems_catalog() -> str:
 
 async def extraction(task_id: str, ctx: Context[AppState]) -> str:
     state = app_state(ctx)
-    try:
-        client, _ = state.require()
-    except ToolError as exc:
-        raise ResourceError(str(exc)) from None
     if not re.fullmatch(contract.TASK_ID_PATTERN, task_id):
         raise ResourceError(f"{task_id[:100]!r} is not a task ID; use the task_id extract_stems returned.")
     try:
-        status = await client.get_status(task_id)
-    except MusicGPTError as exc:
+        who = state.who()
+    except ToolError as exc:
         raise ResourceError(str(exc)) from None
-    await state.remember_status(task_id, status)
-    return summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2)
+    try:
+        await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
+        status = await who.client.get_status(task_id)
+    except (ToolError, MusicGPTError) as exc:
+        raise ResourceError(who.client.redact(str(exc))) from None
+    await state.remember_status(who, task_id, status)
+    # As for tool results, the key never leaves in a resource, whatever MusicGPT put in its reply.
+    return who.client.redact(summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2))
 
 
 async def extractions(
@@ -48,7 +50,7 @@ async def extractions(
         wanted = status.upper() if status else None
         if wanted is not None and wanted not in JOB_STATUSES:
             raise ResourceError(f"status must be one of {', '.join(JOB_STATUSES)}; got {wanted[:40]!r}.")
-        listing = await listing_for(ledger, state.owner, max(1, min(count, 200)), wanted, query)
+        listing = await listing_for(ledger, state.who().owner, max(1, min(count, 200)), wanted, query)
     except LedgerError as exc:
         raise ResourceError(f"The job ledger could not be read: {exc}") from None
     return listing.model_dump_json(indent=2)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, completions, logs, prompts, resources, tools
+from . import __version__, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
-from .state import AppState
+from .state import AppState, Transport
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,26 @@ def _resolve(settings: Settings | Callable[[], Settings] | None) -> Settings:
     return settings if isinstance(settings, Settings) else settings()
 
 
-def create_server(settings: Settings | Callable[[], Settings] | None = None) -> MCPServer[AppState]:
+def create_server(
+    settings: Settings | Callable[[], Settings] | None = None,
+    *,
+    transport: Transport = "stdio",
+    on_state: Callable[[AppState], object] | None = None,
+    **server_options: Any,
+) -> MCPServer[AppState]:
     """The server. Configuration is `settings`, or made by calling it, or (None) read from the
-    environment, at start-up; a configuration error then surfaces in each tool call."""
+    environment, at start-up; a configuration error then surfaces in each tool call.
+
+    Over HTTP the settings are needed at once (they decide which tools a shared server offers), and
+    `server_options` carry the transport's sign-in and state-sealing options to MCPServer."""
+    offered = tools.TOOLS
+    if transport == "http":
+        if not isinstance(settings, Settings):
+            raise TypeError("the HTTP transport needs its Settings up front")
+        if not settings.output_dir_configured:
+            # The server's disk is not the user's: without a folder the operator chose, there is
+            # nowhere to save for them. get_extraction then links the stem files instead.
+            offered = tuple(spec for spec in offered if spec.name != "download_stems")
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -52,12 +70,15 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
             connect_timeout=resolved.connect_timeout,
             read_timeout=resolved.read_timeout,
             write_timeout=resolved.write_timeout,
+            storage_hosts=resolved.storage_hosts,
         )
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
             logs.redact(resolved.api_key.get_secret_value())
-        state = AppState(client=client, settings=resolved)
+        state = AppState(client=client, settings=resolved, transport=transport)
+        if on_state is not None:
+            on_state(state)  # the HTTP transport's health check reads the ledger through it
         try:
             yield state
         finally:
@@ -72,8 +93,10 @@ def create_server(settings: Settings | Callable[[], Settings] | None = None) -> 
         version=__version__,
         lifespan=lifespan,
         log_level="INFO",
+        extensions=[player.apps()],
+        **server_options,
     )
-    tools.register(server)
+    tools.register(server, offered)
     resources.register(server)
     prompts.register(server)
     completions.register(server, prompts.CHOICES)

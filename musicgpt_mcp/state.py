@@ -1,25 +1,36 @@
-"""What one server process holds while it runs: settings, the MusicGPT client, and the job ledger."""
+"""What one server process holds while it runs: settings, the MusicGPT clients, and the job ledger.
+
+Over HTTP this object is shared by every caller (the SDK enters the lifespan once per process), so
+nothing here is "the" user: `who()` names the caller of the request being served.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import SecretStr
 
 from . import contract
 from .config import Settings, default_state_dir
+from .identity import LOCAL_OWNER, current_caller
 from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledger
-from .musicgpt import MusicGPTClient
+from .musicgpt import MusicGPTClient, TaskNotFoundError
+from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
 
-# Whose jobs these are. One person runs a local server; the remote mode names each caller.
-LOCAL_OWNER = "local"
+Transport = Literal["stdio", "http"]
+# Clients kept for callers who bring their own key (header mode), least recently used dropped first.
+KEYED_CLIENTS: Final = 256
 
 
 def account_of(base_url: str, api_key: str | None) -> str:
@@ -29,15 +40,28 @@ def account_of(base_url: str, api_key: str | None) -> str:
     return hashlib.sha256(material).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Who:
+    """The caller of one request: who owns the jobs, and the client that pays with their key."""
+
+    owner: str
+    client: MusicGPTClient
+    account: str
+
+
 @dataclass
 class AppState:
     client: MusicGPTClient | None
     settings: Settings | None
     config_error: str | None = None
-    owner: str = LOCAL_OWNER
+    transport: Transport = "stdio"
+    _keyed: OrderedDict[str, MusicGPTClient] = field(default_factory=OrderedDict)
+    _retired: list[MusicGPTClient] = field(default_factory=list)
     _ledger: Ledger | None = None
     _ledger_error: str | None = None
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # Stems the player fetched from storage (made on first use).
+    stem_cache: StemCache = field(default_factory=StemCache)
 
     def require(self) -> tuple[MusicGPTClient, Settings]:
         if self.client is None or self.settings is None:
@@ -45,10 +69,49 @@ class AppState:
         return self.client, self.settings
 
     @property
-    def account(self) -> str:
+    def auth(self) -> str:
+        return self.settings.remote.auth if self.transport == "http" and self.settings is not None else "none"
+
+    @property
+    def offers_downloads(self) -> bool:
+        """Whether download_stems saves for callers: over HTTP only into a folder the operator chose."""
+        return self.transport == "stdio" or (self.settings is not None and self.settings.output_dir_configured)
+
+    @property
+    def local_files_allowed(self) -> bool:
+        """Whether audio_file may name a file: over HTTP the server's disk is not the caller's, so only
+        in folders the operator listed."""
+        return self.transport == "stdio" or (self.settings is not None and self.settings.allowed_dirs is not None)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether callers are told apart: then each sees only their own jobs."""
+        return self.auth != "none"
+
+    def who(self) -> Who:
         client, settings = self.require()
-        key = settings.api_key.get_secret_value() if settings.api_key is not None else None
-        return account_of(client.base_url, key)
+        caller = current_caller(self.auth, settings.api_key)
+        if caller.own_key and caller.api_key is not None:
+            client = self._client_for(caller.api_key)
+        key = caller.api_key.get_secret_value() if caller.api_key is not None else None
+        return Who(owner=caller.owner, client=client, account=account_of(client.base_url, key))
+
+    def _client_for(self, key: SecretStr) -> MusicGPTClient:
+        """A client per caller key, kept while in use: its connections and its share of MusicGPT's
+        per-key rate limit belong to that key alone."""
+        client, _ = self.require()
+        account = account_of(client.base_url, key.get_secret_value())
+        found = self._keyed.get(account)
+        if found is not None:
+            self._keyed.move_to_end(account)
+            return found
+        found = client.with_key(key)
+        self._keyed[account] = found
+        while len(self._keyed) > KEYED_CLIENTS:
+            _, old = self._keyed.popitem(last=False)
+            # Closed later, not now: a request may still be using it.
+            self._retired.append(old)
+        return found
 
     async def ledger(self) -> Ledger | None:
         """The ledger, opened on first use (listing tools touches no disk); None when it cannot be
@@ -79,18 +142,23 @@ class AppState:
 
     # The free tools use the ledger when they can and carry on without it when they cannot.
 
-    async def known_job(self, task_id: str) -> Job | None:
-        """This owner's job with `task_id`, as the ledger remembers it (None if unknown or no ledger)."""
+    async def known_job(self, who: Who, task_id: str) -> Job | None:
+        """The caller's job with `task_id`, as the ledger remembers it. On a shared server a job the
+        caller does not own is "not found", in MusicGPT's own words; locally any task ID may be asked."""
         ledger = await self.ledger()
-        if ledger is None:
-            return None
-        try:
-            return await ledger.job(self.owner, task_id)
-        except LedgerError as exc:
-            log.warning("could not read job %s from the ledger: %s", task_id, exc)
-            return None
+        job = None
+        if ledger is not None:
+            try:
+                job = await ledger.job(who.owner, task_id)
+            except LedgerError as exc:
+                log.warning("could not read job %s from the ledger: %s", task_id, exc)
+                if self.isolated:
+                    raise ToolError(f"The job ledger could not be read ({exc}); try again in a moment.") from None
+        if job is None and self.isolated:
+            raise TaskNotFoundError(task_id)
+        return job
 
-    async def remember_status(self, task_id: str, status: contract.StatusReply) -> None:
+    async def remember_status(self, who: Who, task_id: str, status: contract.StatusReply) -> None:
         ledger = await self.ledger()
         if ledger is None:
             return
@@ -103,20 +171,36 @@ class AppState:
             wav_urls=dict(status.wav),
         )
         try:
-            await ledger.update_status(self.owner, task_id, update, time.time())
+            await ledger.update_status(who.owner, task_id, update, time.time())
         except LedgerError as exc:
             log.warning("could not record the status of job %s: %s", task_id, exc)
 
-    async def remember_downloads(self, task_id: str, files: list[Download]) -> None:
+    async def saved_stem(self, who: Who, task_id: str, stem: str, fmt: str) -> Path | None:
+        """The file download_stems saved for this caller's stem in this format, if it still exists;
+        the player reads it instead of fetching the stem again."""
+        ledger = await self.ledger()
+        if ledger is None:
+            return None
+        try:
+            return await ledger.saved_file(who.owner, task_id, stem, fmt)
+        except LedgerError as exc:
+            log.warning("could not look up the saved %s stem of job %s: %s", stem, task_id, exc)
+            return None
+
+    async def remember_downloads(self, who: Who, task_id: str, files: list[Download]) -> None:
         ledger = await self.ledger()
         if ledger is None or not files:
             return
         try:
-            await ledger.record_downloads(self.owner, task_id, files)
+            await ledger.record_downloads(who.owner, task_id, files)
         except LedgerError as exc:
             log.warning("could not record the downloads of job %s: %s", task_id, exc)
 
     async def close(self) -> None:
+        for client in [*self._keyed.values(), *self._retired]:
+            await client.aclose()
+        self._keyed.clear()
+        self._retired.clear()
         if self._ledger is not None:
             await self._ledger.close()
             self._ledger = None
@@ -124,3 +208,6 @@ class AppState:
 
 def app_state(ctx: Context[AppState]) -> AppState:
     return ctx.request_context.lifespan_context
+
+
+__all__ = ["LOCAL_OWNER", "AppState", "Who", "account_of", "app_state"]

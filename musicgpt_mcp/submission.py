@@ -33,6 +33,7 @@ from .ledger import (
 )
 from .ledger.base import HEARTBEAT
 from .musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
+from .summaries import count
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,13 @@ class Outcome:
 def limit_message(limit: LimitReached) -> str:
     if limit.kind == "credits":
         return (
-            f"The daily spending limit is reached: the jobs submitted in the last 24 hours cost {limit.used:g} "
-            f"credits, and MUSICGPT_MCP_MAX_CREDITS_PER_DAY is {limit.limit:g}. Nothing was submitted. Tell the "
+            f"The daily spending limit is reached: the jobs submitted in the last 24 hours cost "
+            f"{count(limit.used, 'credit')}, and MUSICGPT_MCP_MAX_CREDITS_PER_DAY is {limit.limit:g}. Nothing was submitted. Tell the "
             "user; they can wait until older jobs leave the 24-hour window, or raise MUSICGPT_MCP_MAX_CREDITS_PER_DAY "
             "in the server's environment."
         )
     return (
-        f"{limit.used:g} paid jobs were submitted in the last hour, the most MUSICGPT_MCP_MAX_JOBS_PER_HOUR "
+        f"{count(limit.used, 'paid job')} {'was' if limit.used == 1 else 'were'} submitted in the last hour, the most MUSICGPT_MCP_MAX_JOBS_PER_HOUR "
         f"({limit.limit:g}) allows. Nothing was submitted. Tell the user; if this is not a runaway loop, they can "
         "wait, or raise MUSICGPT_MCP_MAX_JOBS_PER_HOUR in the server's environment."
     )

@@ -112,14 +112,22 @@ def extractions(result: ExtractionList, status: str | None, query: str | None) -
     return "\n".join(lines)
 
 
-def status(result: ExtractionStatus, eta_left: float | None, asked: int, wait: int) -> str:
-    """`eta_left`: seconds to MusicGPT's estimate, when known; `asked`/`wait`: the wait asked for and granted."""
+def status(
+    result: ExtractionStatus, eta_left: float | None, asked: int, wait: int, *, downloads_offered: bool = True
+) -> str:
+    """`eta_left`: seconds to MusicGPT's estimate, when known; `asked`/`wait`: the wait asked for and granted;
+    `downloads_offered`: False on a shared server that does not save to its own disk (the files are linked)."""
     tid = result.task_id
     if result.succeeded:
         formats = sorted({f for u in result.stems.values() for f, v in (("mp3", u.mp3_url), ("wav", u.wav_url)) if v})
+        nxt = (
+            f"Next: call download_stems with task_id={tid!r} to save them."
+            if downloads_offered
+            else "The stem files are linked below (MusicGPT's storage URLs, which expire): give the user the links."
+        )
         return (
             f"Extraction {tid} is COMPLETED: {', '.join(result.stems) or 'no stems listed'} ready "
-            f"({' and '.join(formats) or 'no files'}). Next: call download_stems with task_id={tid!r} to save them."
+            f"({' and '.join(formats) or 'no files'}). {nxt}"
         )
     if result.done:
         reason = f": {result.status_message}" if result.status_message else " (MusicGPT gave no reason)"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from . import contract
+from . import contract, musicgpt
 from .musicgpt import MusicGPTClient
 
 # Progress is reported at least this often while waiting, so a host's progress bar moves.
@@ -17,6 +17,9 @@ MIN_POLL = 1.0
 MAX_POLL = 15.0
 # Poll intervals once the ETA is unknown or has passed: back off, but keep checking.
 OVERDUE_POLLS = (2.0, 3.0, 5.0, 5.0, 8.0, 10.0)
+
+# Once a job is past its ETA, how far ahead of the elapsed time the progress total runs, in seconds.
+OVERDUE_HEADROOM = 1.0
 
 Report = Callable[[float, float, str], Awaitable[None]]
 
@@ -36,14 +39,15 @@ class EtaHint:
 
     def progress(self, now: float, done: bool) -> tuple[float, float]:
         """(progress, total) in seconds of the job's life: towards the ETA while it is ahead; once
-        overdue the total is the time so far and progress creeps just below it; both meet when done."""
+        overdue the total follows the time so far, a second ahead so the bar is never full before the
+        job is; both meet when it is done."""
         elapsed = max(0.0, now - self.submitted_at)
         if done:
             total = max(float(self.eta), elapsed)
             return total, total
         if elapsed < self.eta:
             return elapsed, float(self.eta)
-        return self.eta + (elapsed - self.eta) * 0.9, elapsed
+        return elapsed, elapsed + OVERDUE_HEADROOM
 
 
 def next_poll(remaining: float | None, overdue_polls: int) -> float:
@@ -79,11 +83,13 @@ async def wait_for_job(
     """Poll until the job is done or `wait_seconds` have passed; the last status and time waited.
 
     Cancellation (the client's notifications/cancelled) interrupts the sleep at once and
-    propagates: nothing here swallows it.
+    propagates: nothing here swallows it. Every status read, retries included, ends by
+    `wait_seconds` + musicgpt.STATUS_BOUND, so the whole call does too.
     """
     start = time.monotonic()
     deadline = start + wait_seconds
-    status = await client.get_status(task_id)
+    hard_deadline = deadline + musicgpt.STATUS_BOUND
+    status = await client.get_status(task_id, deadline=hard_deadline)
     overdue = 0
     last_progress = -1.0
 
@@ -110,7 +116,7 @@ async def wait_for_job(
         while (now := time.monotonic()) < poll_at:
             await tick(describe(status, hint.remaining(time.time()) if hint else None))
             await anyio.sleep(min(TICK, poll_at - now))
-        status = await client.get_status(task_id)
+        status = await client.get_status(task_id, deadline=hard_deadline)
     if wait_seconds > 0:  # a plain look is not a wait: no progress to report
         await tick(describe(status, hint.remaining(time.time()) if hint else None), done=status.done)
     return status, time.monotonic() - start

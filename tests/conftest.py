@@ -60,6 +60,8 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "output_dir": TMP / "musicgpt-mcp-tests-output",
         # A ledger of its own per server, unless a test shares one on purpose.
         "state_dir": Path(tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-")),
+        # The sandbox serves stems from its own loopback origin, which downloads may reach only when listed.
+        "storage_hosts": (sandbox.netloc,),
     }
     values.update(overrides)
     return Settings(**values)
@@ -96,6 +98,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR", "XDG_STATE_HOME")
     }
     env["PYTHONUNBUFFERED"] = "1"
+    # A ledger of its own for each server process: tests reuse one song against one sandbox, and a job
+    # remembered from another test would be "reused" although the sandbox has forgotten it.
+    env["MUSICGPT_MCP_STATE_DIR"] = tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-")
     env.update(extra)
     return env
 

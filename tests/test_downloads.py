@@ -268,7 +268,10 @@ async def test_terminated_server_leaves_no_partial_file(sandbox: Sandbox, song: 
     out = tmp_path / "out"
     sandbox.state.eta = 0
     params = server_params(
-        MUSICGPT_API_KEY=SECRET_KEY, MUSICGPT_BASE_URL=sandbox.base_url, MUSICGPT_MCP_OUTPUT_DIR=str(out)
+        MUSICGPT_API_KEY=SECRET_KEY,
+        MUSICGPT_BASE_URL=sandbox.base_url,
+        MUSICGPT_MCP_OUTPUT_DIR=str(out),
+        MUSICGPT_MCP_STORAGE_HOSTS=sandbox.netloc,
     )
     exited = False
     async with Client(params) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,7 +14,8 @@ from pydantic import SecretStr
 
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
-from .conftest import SECRET_KEY, closed_port, connect, make_settings
+from .conftest import SECRET_KEY, closed_port, connect, make_settings, subprocess_env
+from .test_status import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -304,3 +306,125 @@ async def test_file_changing_during_upload_stops_it(sandbox: Sandbox, song: Path
         "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped."
     )
     assert sandbox.state.jobs == {}  # the partial upload created no job
+
+
+NBSP_KEY = SECRET_KEY[:8] + "\u00a0" + SECRET_KEY[8:]
+KEY_PROBLEM = (
+    "contains a character that cannot be sent (a space, a non-ASCII character such as a non-breaking space, or "
+    "a control character), which usually comes from copying it out of a web page. Paste the key again, exactly "
+    "as the MusicGPT dashboard shows it, and restart the server."
+)
+
+
+async def test_key_with_a_character_that_cannot_be_sent(sandbox: Sandbox) -> None:
+    """A pasted non-breaking space: a readable error on each call, which never echoes the key."""
+    text = await call(sandbox, api_key=SecretStr(NBSP_KEY))
+    assert text == f"MUSICGPT_API_KEY {KEY_PROBLEM} Nothing was sent."
+    assert NBSP_KEY not in text and SECRET_KEY[8:] not in text
+    assert sandbox.state.submits() == []
+
+
+def test_key_with_a_character_that_cannot_be_sent_from_the_environment(sandbox: Sandbox) -> None:
+    from .test_stdio import HANDSHAKE, _rpc, run_raw
+
+    requests = b"".join(
+        [*HANDSHAKE, _rpc(3, "tools/call", {"name": "extract_stems", "arguments": {"audio_url": "https://a.b/c.mp3"}})]
+    )
+    env = subprocess_env(MUSICGPT_API_KEY=NBSP_KEY, MUSICGPT_BASE_URL=sandbox.base_url)
+    messages, stderr, _ = run_raw(requests, env, {1, 2, 3})
+    [reply] = [m for m in messages if m.get("id") == 3]
+    assert reply["result"]["isError"] is True
+    text = reply["result"]["content"][0]["text"]
+    assert text.endswith("The server's configuration is invalid: MUSICGPT_API_KEY " + KEY_PROBLEM)
+    assert SECRET_KEY[8:] not in json.dumps(messages) + stderr
+    assert sandbox.state.submits() == []
+
+
+async def test_fifo_swapped_in_after_the_checks_does_not_hang(
+    sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO put in the file's place between the checks and the upload: the upload opens it without
+    blocking, sees it is not the file that was checked, and stops with an honest message."""
+    import anyio
+
+    from musicgpt_mcp.tools import extract
+
+    fifo = song.with_name("swap.fifo")
+    os.mkfifo(fifo)
+    fingerprint = extract.fingerprint_file
+
+    async def fingerprint_then_swap(part: Any, ledger: Any) -> str:
+        digest = await fingerprint(part, ledger)  # the last look at the file before the upload
+        os.replace(fifo, part.path)
+        return digest
+
+    monkeypatch.setattr(extract, "fingerprint_file", fingerprint_then_swap)
+    released = False
+
+    async def release_after(seconds: float) -> None:
+        # Were the open blocked on the FIFO (the old behaviour), a writer releases it, so a failure
+        # ends as a failed assertion instead of hanging the suite.
+        nonlocal released
+        await anyio.sleep(seconds)
+        with contextlib.suppress(OSError):
+            os.close(os.open(song, os.O_WRONLY | os.O_NONBLOCK))
+            released = True
+
+    async with connect(make_settings(sandbox)) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_after, 15)
+            started = anyio.current_time()
+            result = await client.call_tool("extract_stems", {"audio_file": str(song)})
+            elapsed = anyio.current_time() - started
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):  # the server still answers
+            after = await client.call_tool("extract_stems", URL_ARGS)
+    assert not released, "the upload blocked on the FIFO until a writer came"
+    assert elapsed < 10
+    assert result.is_error
+    assert text_of(result).startswith(
+        "Error executing tool extract_stems: The audio file changed (it was replaced or shrank) while it was being "
+        "uploaded, so the upload was stopped. MusicGPT may or may not have created a job from the partial request."
+    )
+    assert not after.is_error
+    assert len(sandbox.state.jobs) == 1  # only the URL submit made a job
+
+
+async def test_cancelling_an_upload_ends_it(sandbox: Sandbox, song: Path) -> None:
+    """The client cancels while MusicGPT sits on the upload: the call ends, the server goes on answering."""
+    import anyio
+
+    sandbox.state.queue_fault("submit", Fault(status=200, action="hang", delay=30))
+    async with connect(make_settings(sandbox)) as client:
+        started = anyio.current_time()
+        with anyio.move_on_after(1):
+            await client.call_tool("extract_stems", {"audio_file": str(song)})
+        assert anyio.current_time() - started < 3
+        with anyio.fail_after(10):
+            after = await client.call_tool("extract_stems", URL_ARGS)
+    assert not after.is_error
+
+
+async def test_file_swapped_right_after_the_checks_is_not_sent(
+    sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapped between the checks and the fingerprint (read from the very file that was checked): refused
+    before anything leaves the machine, with a reason, not a crash."""
+    from musicgpt_mcp import files
+
+    fifo = song.with_name("swap.fifo")
+    os.mkfifo(fifo)
+    check = files.examine
+
+    def examine_then_swap(resolved: Path, info: os.stat_result) -> Any:
+        verdict = check(resolved, info)  # the last of the checks
+        os.replace(fifo, resolved)
+        return verdict
+
+    monkeypatch.setattr(files, "examine", examine_then_swap)
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": str(song)})
+    assert result.is_error
+    assert "changed (it was replaced, or is being written) right after it was checked" in text_of(result)
+    assert "Nothing was submitted" in text_of(result)
+    assert sandbox.state.submits() == []

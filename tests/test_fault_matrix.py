@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from musicgpt_mcp import musicgpt
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
 from .conftest import closed_port, connect, make_settings
@@ -43,6 +44,8 @@ class Scenario:
     is_error: bool = True
     within: float = 15.0
     settings: dict[str, object] = field(default_factory=dict)
+    # Module constants of musicgpt_mcp.musicgpt to lower for the scenario (time bounds).
+    patch: dict[str, float] = field(default_factory=dict)
 
 
 SUBMIT = (
@@ -192,6 +195,13 @@ SUBMIT = (
         1,
     ),
     Scenario(
+        "submit 200 nested 200,000 deep",
+        "extract_stems",
+        (("submit", Fault(status=200, body=b"[" * 200_000 + b"]" * 200_000), 1),),
+        E + "MusicGPT answered HTTP 200 with a body that is not JSON instead of JSON. " + UNKNOWN,
+        1,
+    ),
+    Scenario(
         "submit refused",
         "extract_stems",
         (),
@@ -292,6 +302,32 @@ STATUS = (
         0,
     ),
     Scenario(
+        "status 200 nested 200,000 deep",
+        "get_extraction",
+        (("status", Fault(status=200, body=b'{"conversion": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"), 1),),
+        E + "MusicGPT answered the status request with a body that is not JSON. Try again in a minute.",
+        0,
+    ),
+    Scenario(
+        "status drips past the bound",
+        "get_extraction",
+        (("status", Fault(status=200, action="drip", body=b'{"success": true, "conversion": {}}' * 4, delay=0.4), 1),),
+        E + "Checking the job's status with MusicGPT did not complete in time: MusicGPT was answering too slowly. "
+        "Try again in a minute.",
+        0,
+        within=6.0,
+        patch={"STATUS_BOUND": 2.0},
+    ),
+    Scenario(
+        "status retry-after beyond the bound",
+        "get_extraction",
+        (("status", Fault(status=503, body=b"", headers=(("Retry-After", "20"),)), 1),),
+        E + STATUS_FAILED.format(reason="HTTP 503"),
+        0,
+        within=4.0,
+        patch={"STATUS_BOUND": 2.0},
+    ),
+    Scenario(
         "status 401",
         "get_extraction",
         (("status", Fault(status=401, body=b'{"error": "Invalid API key"}'), 1),),
@@ -307,7 +343,7 @@ DOWNLOAD = (
         "download truncated once",
         "download_stems",
         (("download", Fault(action="truncate", size=100), 1),),
-        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (31 KB)",
+        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (8 KB)",  # the sandbox's 2 s MP3
         0,
         is_error=False,
     ),
@@ -329,7 +365,7 @@ DOWNLOAD = (
         "download 503 then ok",
         "download_stems",
         (("download", Fault(status=503, body=b""), 1),),
-        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (31 KB)",
+        "Saved 1 stem file for extraction {task} in {dir}:\n- vocals: {dir}/vocals.mp3 (8 KB)",  # the sandbox's 2 s MP3
         0,
         is_error=False,
     ),
@@ -356,6 +392,53 @@ DOWNLOAD = (
         within=20.0,
     ),
     Scenario(
+        "download stalls",
+        "download_stems",
+        (("download", Fault(status=200, action="drip", size=1000, delay=30), 1),),
+        NO_STEMS + "the storage server sent nothing for 1 s; abandoned",
+        0,
+        within=6.0,
+        patch={"DOWNLOAD_STALL": 1.0},
+    ),
+    Scenario(
+        "download html instead of audio",
+        "download_stems",
+        (
+            (
+                "download",
+                Fault(status=200, body=b"<html><body>Access denied</body></html>", content_type="text/html"),
+                1,
+            ),
+        ),
+        NO_STEMS + "the storage server sent an HTML or XML page, not mp3 audio; discarded",
+        0,
+    ),
+    Scenario(
+        "download redirect to loopback",
+        "download_stems",
+        (("download", Fault(status=302, body=b"", headers=(("Location", "http://127.0.0.1:1/admin"),)), 1),),
+        NO_STEMS + "refused: 127.0.0.1 is a loopback address, and downloads go only to public addresses (a stem URL "
+        "pointing inside your network is not fetched). If this storage host is yours, list it in "
+        "MUSICGPT_MCP_STORAGE_HOSTS",
+        0,
+    ),
+    Scenario(
+        "download redirect to cloud metadata",
+        "download_stems",
+        (("download", Fault(status=301, body=b"", headers=(("Location", "http://169.254.169.254/latest/"),)), 1),),
+        NO_STEMS + "refused: 169.254.169.254 is a link-local (cloud metadata) address, and downloads go only to "
+        "public addresses (a stem URL pointing inside your network is not fetched). If this storage host is yours, "
+        "list it in MUSICGPT_MCP_STORAGE_HOSTS",
+        0,
+    ),
+    Scenario(
+        "download redirect to file",
+        "download_stems",
+        (("download", Fault(status=302, body=b"", headers=(("Location", "file:///etc/shadow"),)), 1),),
+        NO_STEMS + "the storage server redirected to a URL that is not http(s) (file); not followed",
+        0,
+    ),
+    Scenario(
         "download empty",
         "download_stems",
         (("download", Fault(status=200, body=b"", content_type="audio/mpeg"), 1),),
@@ -366,7 +449,11 @@ DOWNLOAD = (
 
 
 @pytest.mark.parametrize("scenario", [*SUBMIT, *STATUS, *DOWNLOAD], ids=lambda s: s.name)
-async def test_fault(sandbox: Sandbox, song: Path, tmp_path: Path, scenario: Scenario) -> None:
+async def test_fault(
+    sandbox: Sandbox, song: Path, tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in scenario.patch.items():
+        monkeypatch.setattr(musicgpt, name, value)
     out = tmp_path / "out"
     settings: dict[str, object] = {"read_timeout": 1.0, "output_dir": out}
     closed = f"http://127.0.0.1:{closed_port()}/api/public"

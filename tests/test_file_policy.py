@@ -11,6 +11,7 @@ from mcp.types import ListRootsResult, Root
 
 from musicgpt_mcp.sandbox import Sandbox
 
+from . import audio_samples
 from .conftest import connect, make_settings, wav_bytes
 from .test_status import text_of
 
@@ -160,21 +161,26 @@ async def test_home_is_the_fallback(sandbox: Sandbox, layout: dict[str, Path], m
     await accepted(sandbox, "~/song.wav", allowed_dirs=None)
 
 
-# Minimal but genuine headers of each audio container the policy accepts.
+# Small but structurally genuine files of each audio container the policy accepts.
 CONTAINERS = {
-    "id3.mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(64),
-    "frames.mp3": b"\xff\xfb\x90\xc0" + bytes(413),
+    "id3.mp3": audio_samples.id3() + audio_samples.MP3_FRAMES,
+    "padded-id3.mp3": audio_samples.id3() + bytes(300) + audio_samples.MP3_FRAMES,
+    "frames.mp3": audio_samples.MP3_FRAMES,
     "riff.wav": wav_bytes(0.01),
-    "x.flac": b"fLaC\x00\x00\x00\x22" + bytes(64),
-    "x.ogg": b"OggS\x00\x02" + bytes(64),
-    "x.opus": b"OggS\x00\x02" + bytes(20) + b"OpusHead" + bytes(32),
-    "x.m4a": b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
-    "x.mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64),
-    "x.aac": b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(64),
-    "x.aiff": b"FORM\x00\x00\x00\x40AIFFCOMM" + bytes(64),
-    "x.webm": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x84webm" + bytes(64),
-    "x.mka": b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x88matroska" + bytes(64),
-    "x.wma": bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + bytes(64),
+    "x.flac": audio_samples.flac(),
+    "id3.flac": audio_samples.id3() + audio_samples.flac(),
+    "x.ogg": audio_samples.ogg_vorbis(),
+    "x.opus": audio_samples.ogg_opus(),
+    "video-and-audio.ogg": audio_samples.ogg_theora_and_vorbis(),
+    "x.m4a": audio_samples.mp4(b"soun"),
+    "moov-last.m4a": audio_samples.mp4(b"soun", moov_last=True),
+    "x.mp4": audio_samples.mp4(b"vide", b"soun", brand=b"isom"),
+    "x.aac": audio_samples.adts(),
+    "id3.aac": audio_samples.id3() + audio_samples.adts(),
+    "x.aiff": audio_samples.aiff(),
+    "x.webm": audio_samples.matroska(2),
+    "x.mka": audio_samples.matroska(1, 2, doc_type=b"matroska"),
+    "x.wma": audio_samples.asf_audio(),
 }
 
 
@@ -183,6 +189,59 @@ async def test_each_audio_container_is_accepted(sandbox: Sandbox, tmp_path: Path
     path = tmp_path / name
     path.write_bytes(CONTAINERS[name])
     await accepted(sandbox, str(path), allowed_dirs=(tmp_path,))
+
+
+NOT_AUDIO = {
+    "text-after-id3.mp3": (
+        b"ID3 is how this text starts, and nothing in it is audio.\n" * 20,
+        "it starts with “ID3” but not with a valid ID3 tag",
+    ),
+    "garbage-after-tag.mp3": (
+        audio_samples.id3() + b"<html>not audio</html>" * 50,
+        "it has an ID3 tag, but no MPEG audio frame follows it",
+    ),
+    "tag-only.mp3": (audio_samples.id3(), "it is an ID3 tag with no audio after it"),
+    "one-sync-word.mp3": (b"\xff\xfb\x90\xc0" + b"plain text " * 100, "its first bytes match no audio format"),
+    "video.mp4": (audio_samples.mp4(b"vide", brand=b"isom"), "it is an MP4 container with no audio track"),
+    "video.m4a": (
+        audio_samples.mp4(b"vide", b"hint", moov_last=True),
+        "it is an MP4 container with no audio track",
+    ),
+    "header-only.m4a": (
+        b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00M4A mp42isom" + bytes(64),
+        "it is an MP4 container without a movie header (moov)",
+    ),
+    "video.webm": (audio_samples.matroska(1), "it is a Matroska/WebM file with no audio track"),
+    "theora.ogg": (
+        audio_samples.ogg_theora_only(),
+        "it is an Ogg file with no Vorbis, Opus, FLAC or Speex audio stream",
+    ),
+    "zeros.ogg": (b"OggS\x00\x02" + bytes(64), "it is an Ogg file with no Vorbis, Opus, FLAC or Speex audio stream"),
+    "video.wmv": (audio_samples.asf_video_only(), "it is an ASF (WMA/WMV) file with no audio stream"),
+    "bare.wav": (b"RIFF\x24\x00\x00\x00WAVEdata\x00\x00\x00\x00", "it is a WAV file without a valid format chunk"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_AUDIO))
+async def test_audio_look_alikes_are_refused(sandbox: Sandbox, tmp_path: Path, name: str) -> None:
+    content, why = NOT_AUDIO[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    text = await refused(sandbox, str(path), allowed_dirs=(tmp_path,))
+    assert text == (
+        f"Error executing tool extract_stems: {path} does not look like an audio file ({why}), so it was not sent. "
+        "Give an audio file (MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in "
+        "another format, convert it to one of those first. Nothing was submitted."
+    )
+
+
+async def test_the_check_reads_a_bounded_amount(sandbox: Sandbox, tmp_path: Path) -> None:
+    """An MP4 of a hundred thousand empty atoms before its movie header: refused within the read budget,
+    not walked to the end."""
+    path = tmp_path / "atoms.m4a"
+    path.write_bytes(audio_samples.atom(b"ftyp", b"M4A ") + audio_samples.atom(b"free") * 100_000)
+    text = await refused(sandbox, str(path), allowed_dirs=(tmp_path,))
+    assert "its structure could not be read within the checking budget" in text
 
 
 async def test_roots_are_asked_for_only_when_a_path_is_checked(sandbox: Sandbox, layout: dict[str, Path]) -> None:
@@ -200,3 +259,47 @@ async def test_roots_are_asked_for_only_when_a_path_is_checked(sandbox: Sandbox,
         by_file = await client.call_tool("extract_stems", {"audio_file": str(layout["music"] / "song.wav")})
         assert not by_file.is_error
         assert asked
+
+
+def raw_roots(*uris: str) -> Any:
+    async def callback(context: Any) -> ListRootsResult:
+        return ListRootsResult.model_validate({"roots": [{"uri": uri} for uri in uris]})
+
+    return callback
+
+
+async def test_unusable_roots_do_not_widen_to_home(
+    sandbox: Sandbox, layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that offers only roots the server cannot use: no local file, not the whole home folder."""
+    monkeypatch.setenv("HOME", str(layout["music"]))
+    options = {"list_roots_callback": raw_roots("file://nas/share", "file://server/music/")}
+    text = await refused(sandbox, "~/song.wav", options, allowed_dirs=None)
+    assert text == (
+        f"Error executing tool extract_stems: {layout['music'] / 'song.wav'} was not read: the MCP client offered "
+        "roots, but none is a local folder this server can use: 'file://nas/share' (a network location, not a "
+        "folder on this machine), 'file://server/music/' (a network location, not a folder on this machine). So no local file may be "
+        "uploaded. To send it, open a local folder as a workspace root in your MCP client, or set "
+        "MUSICGPT_MCP_ALLOWED_DIRS in the server's environment to the folders that may be read, and restart the "
+        "server. Nothing was submitted."
+    )
+
+
+async def test_an_empty_roots_list_keeps_the_home_fallback(
+    sandbox: Sandbox, layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(layout["music"]))
+    await accepted(sandbox, "~/song.wav", {"list_roots_callback": raw_roots()}, allowed_dirs=None)
+
+
+async def test_root_with_a_nul_character_is_explained(sandbox: Sandbox, layout: dict[str, Path]) -> None:
+    text = await refused(
+        sandbox,
+        str(layout["music"] / "song.wav"),
+        {"list_roots_callback": raw_roots("file:///srv/a%00b")},
+        allowed_dirs=None,
+    )
+    assert "'file:///srv/a%00b' (its path contains a NUL character)" in text
+    # Beside a usable root, the unusable one is simply not used.
+    options = {"list_roots_callback": raw_roots("file:///srv/a%00b", layout["music"].as_uri())}
+    await accepted(sandbox, str(layout["music"] / "song.wav"), options, allowed_dirs=None)

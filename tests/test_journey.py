@@ -42,7 +42,7 @@ async def test_stdio_journey_against_builtin_sandbox(song: Path, tmp_path: Path)
             "get_extraction", {"task_id": task_id, "wait_seconds": 30}, progress_callback=on_progress
         )
         saved = await client.call_tool("download_stems", {"task_id": task_id, "format": "wav"})
-    assert tools == ["download_stems", "extract_stems", "get_extraction", "list_extractions"]
+    assert tools == ["download_stems", "extract_stems", "get_extraction", "list_extractions", "read_stem_audio"]
     assert prompts == ["drum_stems", "karaoke_track", "practice_track"]
     assert status.structured_content["succeeded"] is True  # type: ignore[index]
     assert updates
@@ -102,8 +102,10 @@ async def test_sandbox_calls_the_webhook(
     sandbox: Sandbox, song: Path, webhook_receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = webhook_receiver
+    prefix = url.split("?")[0]
     sandbox.state.eta = 1
-    async with connect(make_settings(sandbox)) as client:
+    sandbox.state.webhook_urls = (prefix,)
+    async with connect(make_settings(sandbox, webhook_urls=(prefix,))) as client:
         submitted = await client.call_tool(
             "extract_stems", {"audio_file": str(song), "stems": ["drums"], "webhook_url": url}
         )

@@ -99,6 +99,12 @@ def status(
     return StatusUpdate(name, message, cost, done, mp3 or {}, wav or {})
 
 
+async def test_the_ledger_says_what_it_is_and_answers_a_health_check(ledger: Ledger, engine: str | None) -> None:
+    assert ledger.kind == ("sqlite" if engine is None else "postgresql")
+    assert ledger.where
+    await ledger.check()
+
+
 # --- claims and reuse ---------------------------------------------------------------------------------------
 
 

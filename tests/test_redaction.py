@@ -36,6 +36,8 @@ async def test_key_is_nowhere(sandbox: Sandbox, song: Path, tmp_path: Path) -> N
                 MUSICGPT_MCP_ALLOWED_DIRS=str(TMP),
                 MUSICGPT_MCP_OUTPUT_DIR=str(tmp_path / "out"),
                 MUSICGPT_MCP_LOG_LEVEL="DEBUG",  # the most talkative the server gets
+                MUSICGPT_MCP_WEBHOOK_URLS="https://h/",
+                MUSICGPT_MCP_STORAGE_HOSTS=sandbox.netloc,
             ),
         )
         from mcp.client.stdio import stdio_client

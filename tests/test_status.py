@@ -19,7 +19,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def submit(client: Client, song: Path, stems: list[str] | None = None) -> str:
-    result = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": stems or ["vocals", "drums"]})
+    """A new job every time (force_new: these tests reuse one song and want a job each)."""
+    result = await client.call_tool(
+        "extract_stems", {"audio_file": str(song), "stems": stems or ["vocals", "drums"], "force_new": True}
+    )
     assert not result.is_error, result.content
     assert result.structured_content is not None
     return str(result.structured_content["task_id"])

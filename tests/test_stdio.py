@@ -22,8 +22,6 @@ pytestmark = pytest.mark.anyio
 
 def server_params(*args: str, **env: str) -> StdioServerParameters:
     env.setdefault("MUSICGPT_MCP_ALLOWED_DIRS", str(TMP))
-    # A ledger per server: tests reuse one song, and must not see each other's jobs.
-    env.setdefault("MUSICGPT_MCP_STATE_DIR", tempfile.mkdtemp(prefix="musicgpt-mcp-test-ledger-"))
     return StdioServerParameters(command=PYTHON, args=["-m", "musicgpt_mcp", *args], env=subprocess_env(**env))
 
 
@@ -32,7 +30,7 @@ async def test_stdio_submit_against_sandbox(sandbox: Sandbox, song: Path) -> Non
     async with Client(params) as client:
         names = [t.name for t in (await client.list_tools()).tools]
         result = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]})
-    assert sorted(names) == ["download_stems", "extract_stems", "get_extraction", "list_extractions"]
+    assert sorted(names) == ["download_stems", "extract_stems", "get_extraction", "list_extractions", "read_stem_audio"]
     assert not result.is_error, result.content
     assert result.structured_content is not None
     assert result.structured_content["task_id"] in sandbox.state.jobs
@@ -148,6 +146,7 @@ def test_missing_key_and_bad_base_url_do_not_crash_the_server() -> None:
             "extract_stems",
             "get_extraction",
             "list_extractions",
+            "read_stem_audio",
         ]
         assert by_id[3]["result"]["isError"] is True
         assert expected in by_id[3]["result"]["content"][0]["text"]

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from musicgpt_mcp.sandbox import Sandbox
+from musicgpt_mcp.sandbox.audio import mp3_silence
 
+from . import audio_samples
 from .conftest import SECRET_KEY, connect, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +57,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
 
 async def test_url_submission_on_the_wire(sandbox: Sandbox) -> None:
     url = "https://example.com/music/track.mp3?x=1&y=2"
-    async with connect(make_settings(sandbox)) as client:
+    async with connect(make_settings(sandbox, webhook_urls=("https://hooks.example.com/musicgpt",))) as client:
         result = await client.call_tool(
             "extract_stems", {"audio_url": url, "webhook_url": "https://hooks.example.com/musicgpt?secret=s3"}
         )
@@ -98,11 +100,9 @@ async def test_tilde_path_expands_to_home(sandbox: Sandbox, song: Path, monkeypa
 async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> None:
     # Several upload chunks plus a ragged tail, so chunk boundaries are exercised.
     path = tmp_path / "big.mp3"
-    block = bytes(range(256)) * 4096
     with path.open("wb") as f:
-        f.write(b"ID3" + b"\0" * 7)
-        for _ in range(3):
-            f.write(block)
+        f.write(audio_samples.id3())
+        f.write(mp3_silence(200.0))  # about 3.2 MB of MPEG frames
         f.write(b"tail" * 1001)
     async with connect(make_settings(sandbox)) as client:
         result = await client.call_tool("extract_stems", {"audio_file": str(path), "stems": ["drums"]})
@@ -115,7 +115,7 @@ async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> No
 
 async def test_upload_reports_progress(sandbox: Sandbox, tmp_path: Path) -> None:
     path = tmp_path / "long.mp3"
-    path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(3 * 1024 * 1024))
+    path.write_bytes((audio_samples.id3() + mp3_silence(200.0))[: 3 * 1024 * 1024 + 10])
     updates: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:

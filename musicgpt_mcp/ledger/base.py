@@ -200,8 +200,13 @@ class Ledger(Protocol):
     """
 
     where: str
+    kind: str  # "sqlite" or "postgresql", for a health check
 
     async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise unless the store answers a trivial query (a health check)."""
+        ...
 
     async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult: ...
 

@@ -151,6 +151,7 @@ CONNECT_TIMEOUT: Final = 10  # seconds, unless the URL sets connect_timeout
 LOCK_TIMEOUT: Final = "15s"
 IDLE_IN_TRANSACTION_TIMEOUT: Final = "60s"
 POOL_TIMEOUT: Final = 15.0  # seconds to wait for a free connection
+CHECK_TIMEOUT: Final = 5.0  # the same, for a health check
 
 _JOBS: Final = "musicgpt_mcp_jobs"
 _COLUMNS: Final = (
@@ -307,15 +308,21 @@ class PostgresLedger:
     ) -> None:
         self.pool = pool
         self.where = where
+        self.kind = "postgresql"
         self._redact: Redact = redact or (lambda text: text)
 
     async def close(self) -> None:
         await self.pool.close()
 
+    async def check(self) -> None:
+        # A load balancer's health check wants an answer soon, not after the paid path's patience.
+        async with self._connection(wait=CHECK_TIMEOUT) as conn:
+            await conn.execute("SELECT 1")
+
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[tuple[Any, ...]]]:
+    async def _connection(self, wait: float | None = None) -> AsyncIterator[AsyncConnection[tuple[Any, ...]]]:
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection(timeout=wait) as conn:
                 yield conn
         except psycopg.Error as exc:
             raise LedgerError(f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}") from None

@@ -217,9 +217,13 @@ class SQLiteLedger:
         self._lock = threading.Lock()
         self.path = path
         self.where = str(path)
+        self.kind = "sqlite"
 
     async def close(self) -> None:
         await self._run(lambda c: c.close())
+
+    async def check(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:

@@ -32,8 +32,19 @@ DEFAULT_SANDBOX_KEY = "sandbox-key"
 
 
 class Sandbox:
-    def __init__(self, *, api_key: str = DEFAULT_SANDBOX_KEY, eta: int = 5, host: str = "127.0.0.1") -> None:
-        self.state = SandboxState(api_key=api_key, eta=eta)
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_SANDBOX_KEY,
+        eta: int = 5,
+        host: str = "127.0.0.1",
+        webhook_urls: tuple[str, ...] = (),
+        accept_any_key: bool = False,
+    ) -> None:
+        """`webhook_urls`: the prefixes (as in MUSICGPT_MCP_WEBHOOK_URLS) the sandbox may POST to;
+        like the server, it calls no other webhook. `accept_any_key`: take every caller's own key (a
+        shared server in header mode), not only `api_key`."""
+        self.state = SandboxState(api_key=api_key, eta=eta, webhook_urls=webhook_urls, accept_any_key=accept_any_key)
         self._host = host
         self._server: object | None = None
         self._thread: threading.Thread | None = None
@@ -44,8 +55,13 @@ class Sandbox:
         return self.state.api_key
 
     @property
+    def netloc(self) -> str:
+        """host:port, as MUSICGPT_MCP_STORAGE_HOSTS lists it."""
+        return f"{self._host}:{self.port}"
+
+    @property
     def origin(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"http://{self.netloc}"
 
     @property
     def base_url(self) -> str:

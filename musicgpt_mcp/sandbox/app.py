@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
-from .audio import mp3_silence, stem_frequency, wav_tone
+from ..urls import webhook_allowed
+from .audio import stem_mp3, stem_wav
 from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,21 @@ def _reset(request: Request) -> Response:
     return Response(b"", status_code=500)
 
 
+def _drip(fault: Fault, data: bytes, media: str) -> Response:
+    async def pieces() -> AsyncIterator[bytes]:
+        step = max(1, fault.size)
+        for start in range(0, len(data), step):
+            if start:
+                await anyio.sleep(fault.delay)
+            yield data[start : start + step]
+
+    headers = {**dict(fault.headers), "Content-Length": str(len(data))}
+    return StreamingResponse(pieces(), status_code=fault.status, media_type=media, headers=headers)
+
+
 async def _fault_response(fault: Fault, request: Request | None = None) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, fault.body, fault.content_type)
     if fault.delay:
         await anyio.sleep(fault.delay)
     if fault.action == "reset" and request is not None:
@@ -133,7 +148,7 @@ def build_app(state: SandboxState) -> Starlette:
         )
         if fault is not None:
             return await _fault_response(fault, request)
-        if authorization != state.api_key:
+        if not state.key_ok(authorization):
             return _error(401, INVALID_KEY_MESSAGE)
 
         stems = _parse_list(fields.get(contract.FIELD_STEMS), contract.FIELD_STEMS, STEMS)
@@ -152,6 +167,8 @@ def build_app(state: SandboxState) -> Starlette:
             return _error(422, contract.MISSING_INPUT_MESSAGE)
 
         requested = tuple(stems) or DEFAULT_STEMS
+        if state.submit_delay:
+            await anyio.sleep(state.submit_delay)
         job = state.new_job(
             stems=requested,
             preprocessing_options=tuple(options),
@@ -177,7 +194,7 @@ def build_app(state: SandboxState) -> Starlette:
         fault = state.take_fault("status")
         if fault is not None:
             return await _fault_response(fault, request)
-        if request.headers.get(contract.AUTH_HEADER) != state.api_key:
+        if not state.key_ok(request.headers.get(contract.AUTH_HEADER)):
             return _error(401, INVALID_KEY_MESSAGE)
         query = request.query_params
         if query.get("conversionType") != contract.CONVERSION_TYPE:
@@ -197,11 +214,8 @@ def build_app(state: SandboxState) -> Starlette:
         stem, _, ext = str(request.path_params["name"]).rpartition(".")
         if job is None or stem not in job.stems or ext not in ("mp3", "wav") or state.job_status(job) != "COMPLETED":
             return Response(b"<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
-        data = (
-            wav_tone(state.stem_seconds, stem_frequency(STEMS.index(stem)))
-            if ext == "wav"
-            else mp3_silence(state.stem_seconds)
-        )
+        index = STEMS.index(stem)
+        data = stem_wav(state.stem_seconds, index) if ext == "wav" else stem_mp3(state.stem_seconds, index)
         media = "audio/wav" if ext == "wav" else "audio/mpeg"
         fault = state.take_fault("download")
         if fault is not None:
@@ -263,6 +277,11 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
+    if not any(webhook_allowed(url, prefix) for prefix in state.webhook_urls):
+        # The same rule as the server's: only addresses the user configured.
+        log.info("sandbox webhook to %s not sent: not under a configured webhook prefix", url)
+        state.record_webhook(WebhookDelivery(url, payload, None, "not a configured webhook prefix"))
+        return
     if not _is_loopback(url):
         # The sandbox is an offline double: it never reaches beyond this machine.
         log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", url)
@@ -294,6 +313,8 @@ def _is_loopback(url: str) -> bool:
 
 
 async def _download_fault(fault: Fault, data: bytes, media: str, request: Request) -> Response:
+    if fault.action == "drip":
+        return _drip(fault, data, media)
     if fault.action == "truncate":
 
         async def partial() -> AsyncIterator[bytes]:
@@ -304,8 +325,11 @@ async def _download_fault(fault: Fault, data: bytes, media: str, request: Reques
     if fault.action == "stream":
 
         async def zeros() -> AsyncIterator[bytes]:
+            # The real file's start (so it looks like the audio it claims to be), then zeros.
+            start = data[: min(len(data), fault.size)]
+            yield start
             block = bytes(1024 * 1024)
-            left = fault.size
+            left = fault.size - len(start)
             while left > 0:
                 yield block[: min(left, len(block))]
                 left -= len(block)

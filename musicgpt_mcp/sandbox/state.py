@@ -29,8 +29,11 @@ class Fault:
     answering; on submit with `size` > 0 it does so after reading only `size` bytes of the upload
     (a reset mid-upload). For downloads, "truncate" declares the whole file's length but sends
     only `size` bytes of it and drops the connection, and "stream" sends `size` bytes of zeros
-    (declaring them only when `declare_length`), for files bigger than any stem. A lying
-    Content-Length is a "respond" fault with that header set.
+    (declaring them only when `declare_length`), for files bigger than any stem. "drip" answers
+    `status` with the whole length declared but sends the body `size` bytes (at least one) at a
+    time, `delay` seconds apart: `body`, or for downloads the real stem file. Each read arrives
+    well within any read timeout, so only an overall deadline ends it. A lying Content-Length is a
+    "respond" fault with that header set.
     """
 
     status: int = 500
@@ -38,7 +41,7 @@ class Fault:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
-    action: Literal["respond", "hang", "reset", "truncate", "stream"] = "respond"
+    action: Literal["respond", "hang", "reset", "truncate", "stream", "drip"] = "respond"
     size: int = 0
     declare_length: bool = True
 
@@ -100,6 +103,8 @@ class Job:
 class SandboxState:
     api_key: str
     eta: int = 5
+    # Accept every non-empty key (a shared server whose callers bring their own), not only `api_key`.
+    accept_any_key: bool = False
     clock: Callable[[], float] = time.monotonic
     # Jobs age this many times faster than the clock, so tests need not wait out an eta.
     time_scale: float = 1.0
@@ -110,6 +115,10 @@ class SandboxState:
     cost_as_string: bool = False
     # Length of the generated stem audio.
     stem_seconds: float = 2.0
+    # Seconds an accepted submit takes to answer, so tests can make concurrent submits overlap.
+    submit_delay: float = 0.0
+    # Webhook prefixes the sandbox may call (the server's MUSICGPT_MCP_WEBHOOK_URLS rule); kept by reset().
+    webhook_urls: tuple[str, ...] = ()
     received: list[ReceivedSubmit] = field(default_factory=list)
     downloads: list[ReceivedDownload] = field(default_factory=list)
     status_calls: int = 0
@@ -117,6 +126,13 @@ class SandboxState:
     jobs: dict[str, Job] = field(default_factory=dict)
     _faults: dict[Endpoint, deque[Fault]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key_ok(self, authorization: str | None) -> bool:
+        return bool(authorization) and (self.accept_any_key or authorization == self.api_key)
+
+    def __post_init__(self) -> None:
+        self._initial_webhook_urls = self.webhook_urls
+        self._initial_accept_any_key = self.accept_any_key
 
     def queue_fault(self, endpoint: Endpoint, fault: Fault, times: int = 1) -> None:
         with self._lock:
@@ -208,3 +224,6 @@ class SandboxState:
         self.map_keys = "conversion_path"
         self.cost_as_string = False
         self.stem_seconds = 2.0
+        self.submit_delay = 0.0
+        self.accept_any_key = self._initial_accept_any_key
+        self.webhook_urls = self._initial_webhook_urls

@@ -6,10 +6,10 @@ from mcp.server.mcpserver import MCPServer
 
 from ..errors import tool_errors
 from ..state import AppState
-from . import download, extract, history, status
+from . import download, extract, history, status, stem_audio
 from .common import ToolSpec
 
-TOOLS: tuple[ToolSpec, ...] = (extract.SPEC, status.SPEC, download.SPEC, history.SPEC)
+TOOLS: tuple[ToolSpec, ...] = (extract.SPEC, status.SPEC, download.SPEC, history.SPEC, stem_audio.SPEC)
 
 
 def register(server: MCPServer[AppState], tools: tuple[ToolSpec, ...] = TOOLS) -> None:

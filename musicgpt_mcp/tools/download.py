@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
-from .. import downloads, summaries
+from .. import downloads, player, summaries
 from ..catalog import STEM_DESCRIPTIONS
 from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
@@ -53,8 +53,9 @@ async def download_stems(
     client_roots: RootsForOutputDir = None,
 ) -> Annotated[CallToolResult, StemsDownloaded]:
     state = app_state(ctx)
-    client, settings = state.require()
-    job = await state.known_job(task_id)
+    _, settings = state.require()
+    who = state.who()
+    job = await state.known_job(who, task_id)
     # Saving is allowed into the output folder, and into folders the user listed or the client
     # offered as roots, but never into the whole home folder just because reading falls back to it.
     extra = allowed(settings, client_roots)
@@ -65,8 +66,8 @@ async def download_stems(
         downloads.folder_name(job.source_name if job is not None else None, task_id),
         also_allowed=also,
     )
-    status = await client.get_status(task_id)
-    await state.remember_status(task_id, status)
+    status = await who.client.get_status(task_id)
+    await state.remember_status(who, task_id, status)
     if status.failed:
         reason = f": {status.status_message}" if status.status_message else ""
         raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to download.")
@@ -95,7 +96,7 @@ async def download_stems(
 
     try:
         saved, failed = await downloads.save_stems(
-            client, jobs, format, directory, max_bytes=settings.max_download_bytes, on_bytes=on_bytes
+            who.client, jobs, format, directory, max_bytes=settings.max_download_bytes, on_bytes=on_bytes
         )
     except OSError as exc:
         raise ToolError(
@@ -104,7 +105,7 @@ async def download_stems(
         ) from None
     skipped += failed
     now = time.time()
-    await state.remember_downloads(task_id, [Download(s.stem, str(s.path), format, s.bytes, now) for s in saved])
+    await state.remember_downloads(who, task_id, [Download(s.stem, str(s.path), format, s.bytes, now) for s in saved])
     if not saved:
         reasons = "; ".join(f"{s.stem}: {s.reason}" for s in skipped)
         raise ToolError(f"No stems could be saved for extraction {task_id}. {reasons}")
@@ -138,4 +139,6 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=False,
     idempotent=True,
+    # The player shows the saved stems; the view itself may not call this tool (it writes to disk).
+    meta=player.ui("model"),
 )

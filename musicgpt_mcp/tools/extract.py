@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
-from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -33,6 +32,7 @@ from ..ledger.base import HOUR
 from ..models import ExtractionSubmitted
 from ..musicgpt import ExtractionRequest, MissingAPIKeyError
 from ..state import AppState, app_state
+from ..urls import check_url, check_webhook_url
 from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
 
 MAX_URL_LENGTH = 2048
@@ -96,12 +96,17 @@ async def _plan(
             "Give the audio to split: audio_file (an absolute local path such as ~/Music/song.mp3) or "
             "audio_url (an http(s) URL). Nothing was submitted."
         )
+    if file_arg and not state.local_files_allowed:
+        raise ToolError(
+            "This server runs remotely, so a path names a file on the server, not on the user's computer; "
+            "local files are refused here. Give audio_url (an http(s) URL of the song) instead. Nothing was submitted."
+        )
     if url_arg:
         check_url("audio_url", url_arg)
     hook = webhook_url.strip() if webhook_url and webhook_url.strip() else None
-    if hook:
-        check_url("webhook_url", hook)
     _, settings = state.require()
+    if hook:
+        check_webhook_url(hook, settings.webhook_urls)
     if settings.api_key is None:
         raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
     ledger = await state.require_ledger()
@@ -113,9 +118,10 @@ async def _plan(
         fingerprint = await fingerprint_file(part, ledger)
     else:
         fingerprint = fingerprint_url(url_arg or "")
+    who = state.who()
     request = JobRequest(
-        owner=state.owner,
-        account=state.account,
+        owner=who.owner,
+        account=who.account,
         fingerprint=fingerprint,
         source_kind="file" if part else "url",
         source_name=part.filename if part else (url_arg or ""),
@@ -128,12 +134,6 @@ async def _plan(
         max_jobs_per_hour=settings.max_jobs_per_hour,
         force_new=force_new,
     )
-    preview = await ledger.preview(request, policy, time.time())
-    if isinstance(preview, Unknown):
-        raise ToolError(submission.unknown_message(preview.job))
-    if isinstance(preview, LimitReached):
-        raise ToolError(submission.limit_message(preview))
-    costs = await ledger.recent_costs(request, 3) if isinstance(preview, Claimed) else []
     extraction = ExtractionRequest(
         stems=list(stems),
         preprocessing_options=list(preprocessing_options),
@@ -141,6 +141,17 @@ async def _plan(
         audio_file=part,
         webhook_url=hook,
     )
+    if not _will_ask(ctx):
+        # Nobody will be asked: the claim decides everything (reuse, limits, unknown outcomes) in one
+        # transaction, so a look ahead would only cost time.
+        return Plan(request=request, extraction=extraction, policy=policy, submits=True, question="")
+    # Before asking the user to pay: is there anything to pay for, and is it allowed at all?
+    preview = await ledger.preview(request, policy, time.time())
+    if isinstance(preview, Unknown):
+        raise ToolError(submission.unknown_message(preview.job))
+    if isinstance(preview, LimitReached):
+        raise ToolError(submission.limit_message(preview))
+    costs = await ledger.recent_costs(request, 3) if isinstance(preview, Claimed) else []
     return Plan(
         request=request,
         extraction=extraction,
@@ -150,6 +161,19 @@ async def _plan(
     )
 
 
+def _can_ask(ctx: Context[AppState]) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # The SDK counts a bare `elicitation: {}` as form support; a url-only client cannot show a form.
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def _will_ask(ctx: Context[AppState]) -> bool:
+    settings = app_state(ctx).settings
+    mode = settings.confirm if settings is not None else "auto"
+    return mode != "never" and _can_ask(ctx)
+
+
 async def _consent(ctx: Context[AppState], plan: Annotated[Plan, Resolve(_plan)]) -> Elicit[Consent] | str:
     settings = app_state(ctx).settings
     if not plan.submits:
@@ -157,10 +181,7 @@ async def _consent(ctx: Context[AppState], plan: Annotated[Plan, Resolve(_plan)]
     mode = settings.confirm if settings is not None else "auto"
     if mode == "never":
         return UNASKED
-    capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities is not None else None
-    # The SDK counts a bare `elicitation: {}` as form support; a url-only client cannot show a form.
-    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+    if not _can_ask(ctx):
         return CANNOT_ASK if mode == "always" else UNASKED
     return Elicit(plan.question, Consent)
 
@@ -212,7 +233,8 @@ async def extract_stems(
         Field(
             description=(
                 "Optional http(s) URL that MusicGPT will POST the result to when the job finishes. "
-                "Only set it when the user gives one."
+                "Only set it when the user gives one; it must start with an address the user configured in "
+                "MUSICGPT_MCP_WEBHOOK_URLS, otherwise the call is refused."
             ),
             max_length=MAX_URL_LENGTH,
         ),
@@ -232,7 +254,7 @@ async def extract_stems(
 ) -> Annotated[CallToolResult, ExtractionSubmitted]:
     assert plan is not None  # filled by its resolver
     state = app_state(ctx)
-    client, _ = state.require()
+    client = state.who().client
     may_submit = _consented(consent)
     ledger = await state.require_ledger()
     progress = _upload_progress(ctx, plan.extraction.audio_file.size) if plan.extraction.audio_file else None
@@ -298,19 +320,6 @@ def _upload_progress(ctx: Context[AppState], total: int) -> Callable[[int], Awai
         await ctx.report_progress(sent, total, f"uploaded {summaries.size(sent)} of {summaries.size(total)}")
 
     return report
-
-
-def check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ToolError(f"{name} must be an http:// or https:// URL; got {url[:100]!r}. Nothing was submitted.")
-    if parts.username is not None or parts.password is not None:
-        raise ToolError(
-            f"{name} must not carry a user name or password (user:pass@host); use a URL without them. "
-            "Nothing was submitted."
-        )
-    if any(ord(ch) < 0x21 for ch in url):
-        raise ToolError(f"{name} contains spaces or control characters; encode them. Nothing was submitted.")
 
 
 SPEC = ToolSpec(

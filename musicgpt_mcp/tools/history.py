@@ -39,7 +39,7 @@ async def list_extractions(
 ) -> Annotated[CallToolResult, ExtractionList]:
     state = app_state(ctx)
     ledger = await state.require_ledger()
-    listing = await listing_for(ledger, state.owner, limit, status, query.strip() if query else None)
+    listing = await listing_for(ledger, state.who().owner, limit, status, query.strip() if query else None)
     return result(summaries.extractions(listing, status, query), listing)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
-from .. import summaries
+from .. import player, summaries
+from ..downloads import AUDIO_MIME
 from ..models import ExtractionStatus
 from ..state import AppState, app_state
 from ..waiting import EtaHint, wait_for_job
@@ -42,20 +44,46 @@ async def get_extraction(
     ] = 0,
 ) -> Annotated[CallToolResult, ExtractionStatus]:
     state = app_state(ctx)
-    client, settings = state.require()
+    _, settings = state.require()
+    who = state.who()
     wait = min(wait_seconds, settings.max_wait)
-    job = await state.known_job(task_id)
+    job = await state.known_job(who, task_id)
     # From the ledger, so a restarted server polls on the same schedule as the one that submitted.
     hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
 
     async def report(progress: float, total: float, message: str) -> None:
         await ctx.report_progress(progress, total, message)
 
-    status, waited = await wait_for_job(client, task_id, wait, hint, report)
-    await state.remember_status(task_id, status)
+    status, waited = await wait_for_job(who.client, task_id, wait, hint, report)
+    await state.remember_status(who, task_id, status)
     extraction = summaries.status_model(task_id, status, waited)
     eta_left = hint.remaining(time.time()) if hint else None
-    return result(summaries.status(extraction, eta_left, wait_seconds, wait), extraction)
+    offered = state.offers_downloads
+    text = summaries.status(extraction, eta_left, wait_seconds, wait, downloads_offered=offered)
+    reply = result(text, extraction, *([] if offered else stem_links(extraction)))
+    if eta_left is not None and not extraction.done and client_supports_apps(ctx):
+        reply.meta = {player.ETA_META: max(0, round(eta_left))}
+    return reply
+
+
+def stem_links(extraction: ExtractionStatus) -> list[ResourceLink]:
+    """One link per stem file, for hosts of a shared server that does not save to its own disk."""
+    if not extraction.succeeded:
+        return []
+    links = []
+    for stem, urls in extraction.stems.items():
+        for fmt, url in (("mp3", urls.mp3_url), ("wav", urls.wav_url)):
+            if url:
+                links.append(
+                    ResourceLink(
+                        type="resource_link",
+                        uri=url,
+                        name=f"{stem}.{fmt}",
+                        title=f"{stem} stem ({fmt})",
+                        mime_type=AUDIO_MIME[fmt],
+                    )
+                )
+    return links
 
 
 SPEC = ToolSpec(
@@ -65,4 +93,5 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=True,
     idempotent=True,
+    meta=player.ui("model", "app"),
 )

@@ -1,0 +1,134 @@
+"""read_stem_audio: a stem's audio in slices, for the player view only (hidden from the model). Free."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated, BinaryIO, Literal
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from .. import downloads, player, summaries
+from ..catalog import STEM_DESCRIPTIONS, Stem
+from ..config import Settings
+from ..models import StemAudioChunk
+from ..musicgpt import MusicGPTClient, MusicGPTError
+from ..state import AppState, app_state
+from ..stem_cache import read_chunk
+from .common import TaskId, ToolSpec, result
+
+# A slice per call: 512 KiB is ~700 KB of base64 in one JSON-RPC message, small enough for any
+# host's postMessage and tool-result limits, and a 4 MB MP3 stem still arrives in 8 calls.
+MAX_SLICE = 512 * 1024
+
+DESCRIPTION = """\
+For the stem player view (not for the model): one slice of a finished job's stem file, base64-encoded, \
+at most 512 KiB per call; call again from offset + length until eof is true. Reads the file download_stems \
+saved when there is one, otherwise the server fetches the stem from MusicGPT's storage once and keeps it \
+in a private cache. Free (no credits)."""
+
+
+async def read_stem_audio(
+    ctx: Context[AppState],
+    task_id: TaskId,
+    stem: Annotated[Stem, Field(description="Which stem of the job to read.")],
+    format: Annotated[
+        Literal["mp3", "wav"], Field(description="mp3 (smaller, the default) or wav, as the job lists it.")
+    ] = "mp3",
+    offset: Annotated[int, Field(description="Byte offset to start at (0 for the first slice).", ge=0)] = 0,
+    length: Annotated[
+        int, Field(description=f"Bytes to read, at most {MAX_SLICE} (512 KiB).", ge=1, le=MAX_SLICE)
+    ] = MAX_SLICE,
+) -> Annotated[CallToolResult, StemAudioChunk]:
+    state = app_state(ctx)
+    _, settings = state.require()
+    who = state.who()
+    await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
+    client = who.client
+    source: Literal["saved", "fetched"] = "saved"
+    saved = await state.saved_stem(who, task_id, stem, format)
+    sliced = await _read(saved, offset, length) if saved is not None else None
+    if sliced is None:
+        source = "fetched"
+
+        async def fetch(sink: BinaryIO) -> int:
+            return await _fetch(client, settings, task_id, stem, format, sink, state.stem_cache.max_bytes)
+
+        # Twice: another call may evict the file between fetching and reading it, when the cache is full.
+        for _ in range(2):
+            path = await state.stem_cache.get(task_id, stem, format, fetch)
+            sliced = await _read(path, offset, length)
+            if sliced is not None:
+                break
+        else:
+            raise ToolError(f"The {stem} stem was fetched but its cached copy vanished; call read_stem_audio again.")
+    data, total = sliced
+    if offset > total:
+        raise ToolError(f"offset {offset} is past the end of the {stem} stem ({total} bytes); start again from 0.")
+    chunk = StemAudioChunk(
+        task_id=task_id,
+        stem=stem,
+        format=format,
+        mime_type=downloads.AUDIO_MIME[format],
+        offset=offset,
+        length=len(data),
+        total_bytes=total,
+        eof=offset + len(data) >= total,
+        source=source,
+        data=base64.b64encode(data).decode("ascii"),
+    )
+    # The text stays a line whatever the slice's size: the audio is in structured content, for the view.
+    end = "the end" if chunk.eof else "more to read"
+    text = f"{stem}.{format}: bytes {offset}-{offset + len(data)} of {summaries.size(total)} ({end})."
+    return result(text, chunk)
+
+
+async def _read(path: Path, offset: int, length: int) -> tuple[bytes, int] | None:
+    """The slice, or None when the file is gone (deleted or evicted since it was recorded)."""
+    try:
+        return await anyio.to_thread.run_sync(read_chunk, path, offset, length)
+    except FileNotFoundError:
+        return None
+
+
+async def _fetch(
+    client: MusicGPTClient,
+    settings: Settings,
+    task_id: str,
+    stem: Stem,
+    fmt: Literal["mp3", "wav"],
+    sink: BinaryIO,
+    cache_bytes: int,
+) -> int:
+    status = await client.get_status(task_id)
+    if status.failed:
+        reason = f": {status.status_message}" if status.status_message else ""
+        raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to play.")
+    if not status.done:
+        raise ToolError(
+            f"Extraction {task_id} is not finished yet (status {status.status}); its stems cannot be played yet."
+        )
+    known, _ = downloads.screen(status.mp3 if fmt == "mp3" else status.wav)
+    url = known.get(stem)
+    if url is None:
+        available = ", ".join(sorted(k for k in known if k in STEM_DESCRIPTIONS)) or "none"
+        raise ToolError(f"Extraction {task_id} has no {fmt} file for {stem}. Stems available as {fmt}: {available}.")
+    try:
+        return await client.download(url, sink, max_bytes=min(settings.max_download_bytes, cache_bytes))
+    except MusicGPTError as exc:
+        raise ToolError(f"Could not fetch the {stem} stem ({fmt}) from MusicGPT's storage: {exc}") from None
+
+
+SPEC = ToolSpec(
+    fn=read_stem_audio,
+    name="read_stem_audio",
+    title="Read a stem's audio (player)",
+    description=DESCRIPTION,
+    read_only=True,
+    idempotent=True,
+    meta=player.ui("app"),
+)

@@ -1,0 +1,98 @@
+"""Rules for URLs a model hands us: what may be passed to MusicGPT, and where MusicGPT may call back.
+
+A webhook is where MusicGPT POSTs a finished job, with links to the stems of the user's audio; a
+steered model could point it at anyone. So a webhook_url must start with a prefix the user
+configured (MUSICGPT_MCP_WEBHOOK_URLS). Prefixes are compared on parsed parts (scheme, host,
+port, then whole path segments), never as raw strings: `https://hooks.example.com` must not admit
+`https://hooks.example.com.evil.net` nor `https://hooks.example.com@evil.net`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+from urllib.parse import SplitResult, unquote, urlsplit
+
+WEBHOOK_VARIABLE: Final = "MUSICGPT_MCP_WEBHOOK_URLS"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+class URLRefused(Exception):
+    """A URL argument breaks a rule; the message names the rule and what to do."""
+
+
+def check_url(name: str, url: str) -> None:
+    """An http(s) URL without credentials, spaces or control characters, or URLRefused."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise URLRefused(f"{name} must be an http:// or https:// URL; got {url[:100]!r}.")
+    if parts.username is not None or parts.password is not None:
+        raise URLRefused(f"{name} must not carry a user name or password (user:pass@host); use a URL without them.")
+    if any(ord(ch) < 0x21 for ch in url):
+        raise URLRefused(f"{name} contains spaces or control characters; encode them.")
+
+
+def check_webhook_url(url: str, prefixes: Sequence[str]) -> None:
+    """`url` is an acceptable URL that starts with one of `prefixes`, or URLRefused."""
+    check_url("webhook_url", url)
+    if not prefixes:
+        raise URLRefused(
+            "webhook_url was refused: no webhook addresses are configured. MusicGPT would POST the finished "
+            "job, with links to the stems, to that address, so only addresses the user listed in "
+            f"{WEBHOOK_VARIABLE} are allowed. Omit webhook_url, or ask the user to add its prefix to "
+            f"{WEBHOOK_VARIABLE} in the server's environment and restart the server."
+        )
+    if not any(webhook_allowed(url, prefix) for prefix in prefixes):
+        raise URLRefused(
+            f"webhook_url {url[:100]!r} does not start with any of the addresses in {WEBHOOK_VARIABLE}, so it was "
+            "refused. Omit webhook_url, use an address the user configured, or ask the user to add this one to "
+            f"{WEBHOOK_VARIABLE} and restart the server."
+        )
+
+
+def webhook_allowed(url: str, prefix: str) -> bool:
+    """Whether `url` lies under `prefix`: same scheme, host and port, and the prefix's path segments."""
+    candidate, allowed = _origin_and_path(url), _origin_and_path(prefix)
+    if candidate is None or allowed is None:
+        return False
+    (origin, segments), (allowed_origin, allowed_segments) = candidate, allowed
+    return origin == allowed_origin and segments[: len(allowed_segments)] == allowed_segments
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], list[str]] | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    path = unquote(parts.path)
+    segments = [s for s in path.split("/") if s]
+    # A server resolves dot segments (and some treat a backslash as a slash), so a path that has
+    # them is not under the prefix it spells out.
+    if "\\" in path or any(s in (".", "..") for s in segments):
+        return None
+    return (scheme, parts.hostname, port or _DEFAULT_PORTS[scheme]), segments
+
+
+def parse_webhook_prefixes(raw: str | None) -> tuple[str, ...]:
+    """The prefixes in MUSICGPT_MCP_WEBHOOK_URLS: URLs separated by spaces (or newlines).
+
+    Raises ValueError naming the entry when one is not an http(s) URL, carries credentials, a
+    query or a fragment (a prefix is an address, not a pattern).
+    """
+    prefixes = []
+    for item in (raw or "").split():
+        parts: SplitResult = urlsplit(item)
+        if _origin_and_path(item) is None:
+            shown = "an entry" if "@" in parts.netloc else repr(item[:100])  # never echo a password
+            raise ValueError(
+                f"{WEBHOOK_VARIABLE} must list http(s) URLs separated by spaces, without user:password@; "
+                f"{shown} is not one."
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"{WEBHOOK_VARIABLE} entries are address prefixes, without ?query or #fragment.")
+        prefixes.append(item)
+    return tuple(prefixes)

@@ -1,0 +1,225 @@
+"""The HTTP transport: the same server for hosted use (claude.ai, ChatGPT, mobile apps, remote agents).
+
+Streamable HTTP at /mcp, stateless (any replica answers any request) with SSE responses (so progress
+notifications still flow), for clients of both protocol eras. Around it: sign-in (`auth`), the
+DNS-rebinding guard (only the public URL's host and loopback are answered), and GET /healthz, which
+answers without sign-in and checks the ledger's database.
+
+Start-up refuses what cannot be safe: serving anywhere but loopback without sign-in, OAuth without an
+issuer, replicas without a shared secret. A message says which variable to set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.request_state import RequestStateSecurity
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .config import ConfigError, Settings, default_state_dir
+from .state import AppState
+
+log = logging.getLogger(__name__)
+
+MCP_PATH: Final = "/mcp"
+LOOPBACK_NAMES: Final = ("localhost", "127.0.0.1", "::1")
+SECRET_FILE: Final = "server-secret"  # noqa: S105 - the file name, not a secret
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class HttpPlan:
+    """What the HTTP server will be, decided (and refused if unsafe) before anything listens."""
+
+    host: str
+    port: int
+    public_url: str
+    secret: SecretStr
+
+
+def plan(settings: Settings, host: str, port: int) -> HttpPlan:
+    remote = settings.remote
+    public_url = remote.public_url or f"http://{_url_host(host)}:{port}{MCP_PATH}"
+    public_host = urlsplit(public_url).hostname or ""
+    if remote.auth == "none" and not (is_loopback(host) and is_loopback(public_host)):
+        raise ConfigError(
+            f"Refusing to serve on {host} (public URL {public_url}) without sign-in: anyone who reaches it could "
+            "spend the MusicGPT credits. Set MUSICGPT_MCP_AUTH=oauth (with MUSICGPT_MCP_OAUTH_ISSUER) or "
+            "MUSICGPT_MCP_AUTH=header, or serve on 127.0.0.1 only."
+        )
+    if remote.auth == "oauth":
+        if remote.oauth_issuer is None:
+            raise ConfigError("MUSICGPT_MCP_AUTH=oauth needs MUSICGPT_MCP_OAUTH_ISSUER: the issuer of the tokens.")
+        if remote.public_url is None and not is_loopback(host):
+            raise ConfigError(
+                "MUSICGPT_MCP_AUTH=oauth needs MUSICGPT_MCP_PUBLIC_URL: the URL clients use, which tokens must name "
+                "as their audience."
+            )
+    return HttpPlan(host=host, port=port, public_url=public_url, secret=_secret(settings))
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _secret(settings: Settings) -> SecretStr:
+    """The server secret: configured, or (one machine only) generated once and kept in the state folder."""
+    if settings.remote.server_secret is not None:
+        return settings.remote.server_secret
+    if settings.remote.database_url is not None:
+        raise ConfigError(
+            "MUSICGPT_MCP_DATABASE_URL is set, so replicas share one ledger: they must share MUSICGPT_MCP_SERVER_SECRET "
+            "too (at least 32 characters, e.g. `openssl rand -hex 32`), or a replica could not read what another "
+            "handed a client, and header-mode users would change names between replicas."
+        )
+    folder = settings.state_dir or default_state_dir()
+    path = folder / SECRET_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return SecretStr(path.read_text().strip())
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        log.info("generated a server secret in %s", path)
+        return SecretStr(path.read_text().strip())
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot keep a server secret in {path} ({exc.strerror or exc}); set MUSICGPT_MCP_SERVER_SECRET."
+        ) from None
+
+
+def derived(secret: SecretStr, purpose: str) -> str:
+    """A key for one purpose, so one leaked use cannot serve another."""
+    return hmac.new(secret.get_secret_value().encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
+def transport_security(public_url: str) -> TransportSecuritySettings:
+    """Answer only to the public host and to loopback: a web page cannot point its own DNS name at
+    this server and call it from a browser (DNS rebinding)."""
+    parts = urlsplit(public_url)
+    host = _url_host(parts.hostname or "")
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
+    hosts = [f"{host}:{port}"] + ([host] if port == default_port else [])
+    origin = f"{parts.scheme}://{host}" + ("" if port == default_port else f":{port}")
+    loopback = [_url_host(name) for name in LOOPBACK_NAMES]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        # The SDK matches "host:*" only when a port is present; a Host header without one needs its own entry.
+        allowed_hosts=[*hosts, *loopback, *(f"{h}:*" for h in loopback)],
+        allowed_origins=[origin, *(f"{scheme}://{h}:*" for scheme in ("http", "https") for h in loopback)],
+    )
+
+
+def build_app(settings: Settings, http: HttpPlan) -> Starlette:
+    """The ASGI app: MCP at /mcp behind sign-in and the Host/Origin guard, and /healthz."""
+    from .server import create_server
+
+    remote = settings.remote
+    options: dict[str, Any] = {
+        # A replica must read the state another one sealed for a client between rounds of one call
+        # (elicitation on 2026-07-28 clients): one key for all, from the shared secret.
+        "request_state_security": RequestStateSecurity(keys=[derived(http.secret, "mcp request state")]),
+    }
+    if remote.auth == "oauth":
+        from .auth import JwtVerifier
+
+        assert remote.oauth_issuer is not None  # plan() refused otherwise
+        options["token_verifier"] = JwtVerifier(remote.oauth_issuer, http.public_url)
+        options["auth"] = AuthSettings(
+            issuer_url=remote.oauth_issuer,  # type: ignore[arg-type] # pydantic parses the URL
+            resource_server_url=http.public_url,  # type: ignore[arg-type]
+            required_scopes=list(remote.oauth_scopes) or None,
+            # The verifier already requires the audience to be this URL; the SDK checks it once more.
+            validate_token_resource=True,
+        )
+    states: list[AppState] = []
+    server = create_server(settings, transport="http", on_state=states.append, **options)
+
+    async def healthz(request: Request) -> Response:
+        return await health(states)
+
+    # The SDK's decorator is untyped; calling it as a function keeps healthz typed.
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        # SSE, not plain JSON: with JSON responses the SDK drops progress notifications on both eras.
+        json_response=False,
+        transport_security=transport_security(http.public_url),
+    )
+    if remote.auth == "header":
+        from .auth import ApiKeyHeader
+
+        app.add_middleware(ApiKeyHeader, path=MCP_PATH, secret=SecretStr(derived(http.secret, "header users")))
+    return app
+
+
+async def health(states: list[AppState]) -> Response:
+    """Up, and able to reach the ledger's database: what a load balancer needs to route to a replica."""
+    if not states:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    state = states[-1]
+    ledger = await state.ledger()
+    if ledger is None:
+        return JSONResponse({"status": "unavailable", "ledger": "cannot be opened (see the server's log)"}, 503)
+    try:
+        await ledger.check()
+    except Exception as exc:  # any failure means "do not route here"
+        log.warning("health check: the ledger failed: %s", type(exc).__name__)
+        return JSONResponse({"status": "unavailable", "ledger": "not answering"}, status_code=503)
+    return JSONResponse({"status": "ok", "ledger": ledger.kind})
+
+
+def serve(settings: Settings, host: str, port: int, on_ready: Callable[[HttpPlan], None] | None = None) -> None:
+    """Run the HTTP server under uvicorn until it is stopped (SIGINT/SIGTERM: uvicorn finishes what runs)."""
+    import uvicorn
+
+    http = plan(settings, host, port)
+    app = build_app(settings, http)
+    # One line per request at INFO from the SDK's stateless transport is noise in a server's log.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        # uvicorn's own logging config writes access lines to stdout; ours goes to stderr only.
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # get_extraction holds a request open while it waits: let running calls finish on shutdown.
+        timeout_graceful_shutdown=60,
+    )
+    log.info("serving MCP at %s (auth: %s) on %s:%d", http.public_url, settings.remote.auth, host, port)
+    if on_ready is not None:
+        on_ready(http)
+    uvicorn.Server(config).run()
+
+
+__all__ = ["HttpPlan", "build_app", "is_loopback", "plan", "serve", "transport_security"]
