@@ -14,12 +14,16 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psycopg
 import pytest
+from mcp import Client
 from psycopg import sql
+from pydantic import SecretStr
 
+from musicgpt_mcp.config import Remote, Settings
 from musicgpt_mcp.ledger import (
     Accepted,
     Claimed,
@@ -36,8 +40,11 @@ from musicgpt_mcp.ledger import (
 )
 from musicgpt_mcp.ledger.base import HOUR, STALE_CLAIM
 from musicgpt_mcp.ledger.postgres import SCHEMA_VERSION, PostgresLedger
-from tests.conftest import REPO, closed_port
+from musicgpt_mcp.sandbox import Sandbox
+from tests.conftest import REPO, closed_port, connect, make_settings
 from tests.support.postgres import PostgresServer
+from tests.test_ledger import posts, structured
+from tests.test_status import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -171,6 +178,54 @@ async def test_an_outcome_recorded_while_a_claim_decides_is_not_overwritten(post
         assert (job.id, job.state) == (claim.job_id, "submitted")
     finally:
         await ledger.close()
+
+
+# --- through the protocol: two servers on one database ------------------------------------------------------
+
+
+def on_database(sandbox: Sandbox, url: str, **overrides: Any) -> Settings:
+    return make_settings(sandbox, remote=Remote(database_url=SecretStr(url)), **overrides)
+
+
+async def test_identical_extractions_on_two_servers_sharing_the_database_make_one_post(
+    sandbox: Sandbox, song: Path, postgres_url: str
+) -> None:
+    sandbox.state.submit_delay = 0.5  # every call arrives while the first POST is in the air
+    results: list[dict[str, Any]] = []
+    # Each server its own state folder: only the database is shared, as on two machines.
+    async with connect(on_database(sandbox, postgres_url)) as a, connect(on_database(sandbox, postgres_url)) as b:
+
+        async def one(client: Client) -> None:
+            results.append(
+                structured(await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["drums"]}))
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(one, a)
+                tg.start_soon(one, b)
+    assert posts(sandbox) == 1
+    assert len({r["task_id"] for r in results}) == 1
+    assert sorted(r["reused"] for r in results) == [False] + [True] * 9
+
+
+async def test_a_limit_reached_through_one_server_holds_on_the_other_and_both_list_the_job(
+    sandbox: Sandbox, postgres_url: str
+) -> None:
+    settings = {"max_jobs_per_hour": 1}
+    async with (
+        connect(on_database(sandbox, postgres_url, **settings)) as a,
+        connect(on_database(sandbox, postgres_url, **settings)) as b,
+    ):
+        first = structured(await a.call_tool("extract_stems", {"audio_url": "https://example.com/one.mp3"}))
+        refused = await b.call_tool("extract_stems", {"audio_url": "https://example.com/two.mp3"})
+        assert refused.is_error
+        assert "MUSICGPT_MCP_MAX_JOBS_PER_HOUR" in text_of(refused)
+        listed = structured(await b.call_tool("list_extractions", {}))
+        assert [j["task_id"] for j in listed["extractions"]] == [first["task_id"]]
+        looked = structured(await b.call_tool("get_extraction", {"task_id": first["task_id"]}))
+        assert looked["task_id"] == first["task_id"]
+    assert posts(sandbox) == 1
 
 
 # --- migrations ------------------------------------------------------------------------------------------------
@@ -333,6 +388,23 @@ async def test_a_failing_database_is_a_ledger_error(
             await admin.execute("ALTER TABLE musicgpt_mcp_jobs RENAME TO musicgpt_mcp_jobs_gone")
         with pytest.raises(LedgerError, match=r"could not be used.*musicgpt_mcp_jobs") as caught:
             await ledger.claim(req("url:gone"), POLICY, time.time())
+        assert postgres_server.password not in str(caught.value)
+    finally:
+        await ledger.close()
+
+
+async def test_the_health_check_fails_soon_when_the_database_is_gone(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    name = postgres_server.unique_name("gone")
+    ledger = await open_ledger(tmp_path, database_url=postgres_server.create_database(name))
+    try:
+        await ledger.check()
+        postgres_server.drop_database(name)  # WITH (FORCE): the pool's sessions end too
+        began = time.monotonic()
+        with pytest.raises(LedgerError) as caught:
+            await ledger.check()
+        assert time.monotonic() - began < 5.0 + 5  # CHECK_TIMEOUT, not the paid path's 15 s
         assert postgres_server.password not in str(caught.value)
     finally:
         await ledger.close()
