@@ -33,7 +33,10 @@ MIN_WAIT: Final = 0.001
 
 class PostgresRateLimiter:
     """At most `max_calls` calls in any `period` seconds for `bucket`, counted across every process that uses
-    the same database. `acquire()` has RateLimiter's contract: wait until one more call fits, then count it."""
+    the same database. `acquire()` has RateLimiter's contract: wait until one more call fits, then count it.
+
+    Make it with `PostgresLedger.rate_limiter()`: the ledger's pool runs READ COMMITTED, which the count after
+    the lock relies on (a snapshot from before the wait would miss the calls just counted elsewhere)."""
 
     def __init__(
         self,
