@@ -180,6 +180,10 @@ class MusicGPTClient:
         child.retry_budget = self.retry_budget
         return child
 
+    @property
+    def has_key(self) -> bool:
+        return self._api_key is not None
+
     async def aclose(self) -> None:
         if self._parent is not None:
             return  # the pools are the parent's to close

@@ -18,8 +18,8 @@ MAX_POLL = 15.0
 # Poll intervals once the ETA is unknown or has passed: back off, but keep checking.
 OVERDUE_POLLS = (2.0, 3.0, 5.0, 5.0, 8.0, 10.0)
 
-# Once a job is past its ETA, how far ahead of the elapsed time the progress total runs, in seconds.
-OVERDUE_HEADROOM = 1.0
+# How far the progress total runs ahead of the ETA (or, once overdue, the time so far), in seconds.
+HEADROOM = 1.0
 
 Report = Callable[[float, float, str], Awaitable[None]]
 
@@ -38,16 +38,14 @@ class EtaHint:
         return self.submitted_at + self.eta - now
 
     def progress(self, now: float, done: bool) -> tuple[float, float]:
-        """(progress, total) in seconds of the job's life: towards the ETA while it is ahead; once
-        overdue the total follows the time so far, a second ahead so the bar is never full before the
-        job is; both meet when it is done."""
+        """(progress, total) in seconds of the job's life: the total is the ETA, or the time so far once
+        the job is overdue, plus a second of headroom, so the bar fills as the job nears its ETA, creeps
+        on while it is overdue, never goes back, and is full only when the job is done."""
         elapsed = max(0.0, now - self.submitted_at)
         if done:
             total = max(float(self.eta), elapsed)
             return total, total
-        if elapsed < self.eta:
-            return elapsed, float(self.eta)
-        return elapsed, elapsed + OVERDUE_HEADROOM
+        return elapsed, max(float(self.eta), elapsed) + HEADROOM
 
 
 def next_poll(remaining: float | None, overdue_polls: int) -> float:

@@ -99,6 +99,9 @@ async def test_wait_reports_progress_until_done(sandbox: Sandbox, song: Path) ->
     assert all(u[1] is not None and 3 <= u[1] < 20 for u in updates), updates
     assert all(u[0] < u[1] for u in updates[:-1] if u[1] is not None), updates
     assert updates[-1][0] == updates[-1][1]
+    # The bar never goes back, also when the job runs past its ETA.
+    fractions = [u[0] / u[1] for u in updates if u[1]]
+    assert fractions == sorted(fractions), updates
     messages = [u[2] or "" for u in updates]
     assert any(m.startswith(("queued", "processing")) and "s left" in m for m in messages[:-1]), messages
     assert messages[-1] == "finished"

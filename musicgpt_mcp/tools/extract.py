@@ -107,7 +107,8 @@ async def _plan(
     _, settings = state.require()
     if hook:
         check_webhook_url(hook, settings.webhook_urls)
-    if settings.api_key is None:
+    who = state.who()
+    if not who.client.has_key:
         raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
     ledger = await state.require_ledger()
     part = None
@@ -118,7 +119,6 @@ async def _plan(
         fingerprint = await fingerprint_file(part, ledger)
     else:
         fingerprint = fingerprint_url(url_arg or "")
-    who = state.who()
     request = JobRequest(
         owner=who.owner,
         account=who.account,
