@@ -120,7 +120,8 @@ class AppState:
             if self._ledger is None and self.settings is not None:
                 folder = self.settings.state_dir or default_state_dir()
                 try:
-                    self._ledger = await open_ledger(folder)
+                    url = self.settings.remote.database_url  # PostgreSQL when set, on any transport
+                    self._ledger = await open_ledger(folder, url.get_secret_value() if url is not None else None)
                     self._ledger_error = None
                     log.info("job ledger: %s", self._ledger.where)
                 except LedgerError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import anyio
@@ -30,10 +31,25 @@ from .base import (
 )
 
 
-async def open_ledger(state_dir: Path) -> Ledger:
-    from .sqlite import open_sqlite_ledger
+async def open_ledger(state_dir: Path, database_url: str | None = None) -> Ledger:
+    """The SQLite ledger in `state_dir`; or, given `database_url` (MUSICGPT_MCP_DATABASE_URL), the PostgreSQL
+    one that replicas share. Raises LedgerError saying why it cannot be used (never with the password)."""
+    if database_url is None:
+        from .sqlite import open_sqlite_ledger
 
-    return await anyio.to_thread.run_sync(open_sqlite_ledger, state_dir)
+        return await anyio.to_thread.run_sync(open_sqlite_ledger, state_dir)
+    # psycopg is the optional extra: imported here only, so a stdio user without it never loads it.
+    try:
+        importlib.import_module("psycopg")
+        importlib.import_module("psycopg_pool")
+    except ImportError as exc:
+        raise LedgerError(
+            f"a PostgreSQL database is configured, but its driver cannot be loaded ({exc}). Install the server "
+            "with its PostgreSQL extra: pip install 'musicgpt-mcp[postgres]' (or uvx 'musicgpt-mcp[postgres]')."
+        ) from None
+    from .postgres import open_postgres_ledger
+
+    return await open_postgres_ledger(database_url)
 
 
 __all__ = [

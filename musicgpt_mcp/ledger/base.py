@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -237,6 +237,83 @@ class Ledger(Protocol):
     async def cached_fingerprint(self, key: FileKey) -> str | None: ...
 
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None: ...
+
+
+# --- the rules every engine applies, on rows it has read under its lock ---------------------------
+
+# The note a dead claim gets when another call finds it.
+DEAD_CLAIM_NOTE: Final = "the server stopped while it was submitting this job"
+# The largest ETA stored: MusicGPT's reply is not ours to trust, and an absurd number must not stop a
+# paid job from being recorded (68 years is "unknown" for any purpose).
+MAX_ETA: Final = 2**31 - 1
+
+
+def lookback(policy: Policy) -> float:
+    """How far back a claim looks for identical jobs: the longest window any rule below needs."""
+    return max(policy.reuse_seconds, UNKNOWN_GUARD, STALE_CLAIM)
+
+
+def is_dead_claim(job: Job, heartbeat_at: float | None, now: float) -> bool:
+    """A claim whose submitter has not said it is alive for STALE_CLAIM: it crashed or was killed."""
+    return job.state == "submitting" and (heartbeat_at is None or heartbeat_at < now - STALE_CLAIM)
+
+
+def as_dead(job: Job) -> Job:
+    """The job as a dead claim is recorded: its outcome is unknown."""
+    return replace(job, state="unknown", note=DEAD_CLAIM_NOTE)
+
+
+def decide_identical(found: Sequence[Job], policy: Policy, now: float) -> Reused | InFlight | Unknown | None:
+    """Reuse, wait for, or refuse because of an identical job; None when none stands in the way.
+
+    `found`: the owner's jobs with the same request submitted since `now - lookback(policy)`, newest
+    first, dead claims already turned into unknown outcomes (`as_dead`). Reuse comes first (it costs
+    nothing), then a submit under way (wait for it), then an unknown outcome (may have been charged)."""
+    if policy.force_new:
+        return None
+    if policy.reuse_seconds > 0:  # 0 turns reuse off, even for a job stamped "now" by a clock ahead of ours
+        for job in found:
+            if job.state == "submitted" and not job.failed and job.submitted_at >= now - policy.reuse_seconds:
+                return Reused(job)
+    for job in found:
+        if job.state == "submitting":
+            return InFlight(job)
+    for job in found:
+        if job.state == "unknown" and job.submitted_at >= now - UNKNOWN_GUARD:
+            return Unknown(job)
+    return None
+
+
+def decide_limits(jobs_last_hour: int, credits_last_day: float, policy: Policy) -> LimitReached | None:
+    """The spending limits, on the owner's chargeable jobs (every state: a claim may be charged)."""
+    if jobs_last_hour >= policy.max_jobs_per_hour:
+        return LimitReached("jobs", jobs_last_hour, policy.max_jobs_per_hour)
+    if policy.max_credits_per_day is not None and credits_last_day >= policy.max_credits_per_day:
+        return LimitReached("credits", credits_last_day, policy.max_credits_per_day)
+    return None
+
+
+def storable(text: str) -> str:
+    """`text` without what a database cannot store: NUL (PostgreSQL refuses it) and lone surrogates
+    (a file name that is not valid UTF-8 arrives with them; neither engine can encode them). Each
+    becomes U+FFFD, as a failed decode shows it."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def storable_eta(eta: int) -> int:
+    return max(-1, min(eta, MAX_ETA))
+
+
+def storable_urls(urls: dict[str, str]) -> dict[str, str]:
+    return {storable(k): storable(v) for k, v in urls.items()}
+
+
+def signed64(n: int) -> int:
+    """A 64-bit unsigned number (st_dev, st_ino) as the signed one both engines store; one to one."""
+    n &= 2**64 - 1
+    return n - 2**64 if n >= 2**63 else n
 
 
 def dumps_urls(mp3: dict[str, str], wav: dict[str, str]) -> str:

@@ -24,26 +24,30 @@ import anyio
 
 from .base import (
     DAY,
+    DEAD_CLAIM_NOTE,
     HOUR,
-    STALE_CLAIM,
-    UNKNOWN_GUARD,
     Accepted,
     Claimed,
     ClaimResult,
     Download,
     FileKey,
-    InFlight,
     Job,
     JobRequest,
     LedgerError,
-    LimitReached,
     Policy,
-    Reused,
     Spending,
     StatusUpdate,
-    Unknown,
+    as_dead,
+    decide_identical,
+    decide_limits,
     dumps_urls,
+    is_dead_claim,
     loads_urls,
+    lookback,
+    signed64,
+    storable,
+    storable_eta,
+    storable_urls,
 )
 
 log = logging.getLogger(__name__)
@@ -255,17 +259,17 @@ class SQLiteLedger:
                     "fingerprint, stems, stems_key, options, options_key) "
                     "VALUES (?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        request.owner,
-                        request.account,
+                        storable(request.owner),
+                        storable(request.account),
                         now,
                         now,
                         request.source_kind,
-                        request.source_name,
-                        request.fingerprint,
-                        json.dumps(list(request.stems)),
-                        request.stems_key,
-                        json.dumps(list(request.options)),
-                        request.options_key,
+                        storable(request.source_name),
+                        storable(request.fingerprint),
+                        json.dumps([storable(s) for s in request.stems]),
+                        storable(request.stems_key),
+                        json.dumps([storable(o) for o in request.options]),
+                        storable(request.options_key),
                     ),
                 )
                 return Claimed(int(cursor.lastrowid or 0))
@@ -291,7 +295,13 @@ class SQLiteLedger:
                 conn.execute(
                     "UPDATE jobs SET state = 'submitted', task_id = ?, conversion_id = ?, eta = ?, "
                     "credit_estimate = ?, heartbeat_at = NULL WHERE id = ?",
-                    (reply.task_id, reply.conversion_id, reply.eta, reply.credit_estimate, job_id),
+                    (
+                        storable(reply.task_id),
+                        storable(reply.conversion_id) if reply.conversion_id is not None else None,
+                        storable_eta(reply.eta),
+                        reply.credit_estimate,
+                        job_id,
+                    ),
                 )
                 return _job(conn, job_id)
 
@@ -300,7 +310,8 @@ class SQLiteLedger:
     async def outcome_unknown(self, job_id: int, note: str) -> None:
         await self._run(
             lambda c: c.execute(
-                "UPDATE jobs SET state = 'unknown', note = ?, heartbeat_at = NULL WHERE id = ?", (note[:500], job_id)
+                "UPDATE jobs SET state = 'unknown', note = ?, heartbeat_at = NULL WHERE id = ?",
+                (storable(note[:500]), job_id),
             )
         )
 
@@ -312,8 +323,14 @@ class SQLiteLedger:
             rows = conn.execute(
                 "SELECT coalesce(conversion_cost, credit_estimate) FROM jobs WHERE owner = ? AND account = ? "
                 "AND stems_key = ? AND options_key = ? AND state = 'submitted' "
-                "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC LIMIT ?",
-                (request.owner, request.account, request.stems_key, request.options_key, limit),
+                "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC, id DESC LIMIT ?",
+                (
+                    storable(request.owner),
+                    storable(request.account),
+                    storable(request.stems_key),
+                    storable(request.options_key),
+                    max(limit, 0),  # SQLite reads a negative LIMIT as "no limit"
+                ),
             ).fetchall()
             return [float(r[0]) for r in rows]
 
@@ -321,11 +338,11 @@ class SQLiteLedger:
 
     async def spending(self, owner: str, now: float) -> Spending:
         def run(conn: sqlite3.Connection) -> Spending:
-            jobs, day = _usage(conn, owner, now - HOUR, now - DAY)
+            jobs, day = _usage(conn, storable(owner), now - HOUR, now - DAY)
             month = conn.execute(
                 f"SELECT coalesce(sum(coalesce(conversion_cost, credit_estimate, 0)), 0) FROM jobs "
                 f"WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?",
-                (owner, now - 30 * DAY),
+                (storable(owner), now - 30 * DAY),
             ).fetchone()[0]
             return Spending(credits_last_day=day, credits_last_30_days=float(month), jobs_last_hour=jobs)
 
@@ -336,8 +353,8 @@ class SQLiteLedger:
     async def job(self, owner: str, task_id: str) -> Job | None:
         def run(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC LIMIT 1",
-                (owner, task_id),
+                f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC, id DESC LIMIT 1",
+                (storable(owner), storable(task_id)),
             ).fetchone()
             return _with_downloads(conn, [_row_job(row)])[0] if row else None
 
@@ -352,15 +369,15 @@ class SQLiteLedger:
                 "stem_urls = CASE WHEN ? THEN ? ELSE stem_urls END "
                 "WHERE owner = ? AND task_id = ? AND state = 'submitted'",
                 (
-                    update.status,
-                    update.status_message,
+                    storable(update.status),
+                    storable(update.status_message) if update.status_message is not None else None,
                     update.conversion_cost,
                     update.done,
                     now,
                     has_urls,
-                    dumps_urls(update.mp3_urls, update.wav_urls),
-                    owner,
-                    task_id,
+                    dumps_urls(storable_urls(update.mp3_urls), storable_urls(update.wav_urls)),
+                    storable(owner),
+                    storable(task_id),
                 ),
             )
 
@@ -370,32 +387,32 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> None:
             with self._write(conn):
                 row = conn.execute(
-                    "SELECT id FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC LIMIT 1",
-                    (owner, task_id),
+                    "SELECT id FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC, id DESC LIMIT 1",
+                    (storable(owner), storable(task_id)),
                 ).fetchone()
                 if row is None:
                     return
                 conn.executemany(
                     "INSERT INTO downloads (job_id, stem, path, format, bytes, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(row[0], f.stem, f.path, f.format, f.bytes, f.at) for f in files],
+                    [(row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at) for f in files],
                 )
 
         await self._run(run)
 
     async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]:
         def run(conn: sqlite3.Connection) -> list[Job]:
-            where, args = ["owner = ?"], [owner]
+            where, args = ["owner = ?"], [storable(owner)]
             if status is not None:
                 clause, extra = _status_clause(status)
                 where.append(clause)
                 args += extra
             if query:
-                escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                escaped = storable(query).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 where.append("source_name LIKE ? ESCAPE '\\'")
                 args.append(f"%{escaped}%")
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY submitted_at DESC, id DESC LIMIT ?",
-                (*args, limit),
+                (*args, max(limit, 0)),
             ).fetchall()
             return _with_downloads(conn, [_row_job(r) for r in rows])
 
@@ -405,8 +422,8 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> Path | None:
             rows = conn.execute(
                 "SELECT d.path FROM downloads d JOIN jobs j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
-                "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC",
-                (owner, task_id, stem, fmt),
+                "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC",
+                (storable(owner), storable(task_id), storable(stem), storable(fmt)),
             ).fetchall()
             # The newest record whose file is still there (a user may have moved or deleted files since).
             return next((Path(r[0]) for r in rows if Path(r[0]).is_file()), None)
@@ -419,7 +436,7 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
-                (key.dev, key.ino, key.size, key.mtime_ns),
+                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns),
             ).fetchone()
             return str(row[0]) if row else None
 
@@ -429,7 +446,7 @@ class SQLiteLedger:
         await self._run(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?)",
-                (key.dev, key.ino, key.size, key.mtime_ns, digest),
+                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, storable(digest)),
             )
         )
 
@@ -437,47 +454,37 @@ class SQLiteLedger:
 def _decide(
     conn: sqlite3.Connection, request: JobRequest, policy: Policy, now: float, *, write: bool
 ) -> ClaimResult | None:
-    """Reuse, wait, refuse, or None: submit. With `write`, a dead claim is marked as unknown."""
+    """Reuse, wait, refuse, or None: submit (the rules are base.py's). With `write`, dead claims found
+    on the way are recorded as unknown outcomes."""
     if not policy.force_new:
-        found = _same_request(conn, request, now - max(policy.reuse_seconds, UNKNOWN_GUARD, STALE_CLAIM))
-        for job in found:
-            if job.state == "submitted" and not job.failed and job.submitted_at >= now - policy.reuse_seconds:
-                return Reused(job)
-        for job in found:
-            if job.state == "submitting":
-                heartbeat = _heartbeat(conn, job.id)
-                if heartbeat is not None and heartbeat >= now - STALE_CLAIM:
-                    return InFlight(job)
+        found: list[Job] = []
+        for job, heartbeat_at in _same_request(conn, request, now - lookback(policy)):
+            if is_dead_claim(job, heartbeat_at, now):
                 if write:
-                    conn.execute(
-                        "UPDATE jobs SET state = 'unknown', note = ? WHERE id = ?",
-                        ("the server stopped while it was submitting this job", job.id),
-                    )
-                    return Unknown(_job(conn, job.id))
-                return Unknown(job)
-        for job in found:
-            if job.state == "unknown" and job.submitted_at >= now - UNKNOWN_GUARD:
-                return Unknown(job)
-    jobs, credits = _usage(conn, request.owner, now - HOUR, now - DAY)
-    if jobs >= policy.max_jobs_per_hour:
-        return LimitReached("jobs", jobs, policy.max_jobs_per_hour)
-    if policy.max_credits_per_day is not None and credits >= policy.max_credits_per_day:
-        return LimitReached("credits", credits, policy.max_credits_per_day)
-    return None
+                    conn.execute("UPDATE jobs SET state = 'unknown', note = ? WHERE id = ?", (DEAD_CLAIM_NOTE, job.id))
+                job = as_dead(job)
+            found.append(job)
+        decided = decide_identical(found, policy, now)
+        if decided is not None:
+            return decided
+    jobs, credits = _usage(conn, storable(request.owner), now - HOUR, now - DAY)
+    return decide_limits(jobs, credits, policy)
 
 
-def _same_request(conn: sqlite3.Connection, request: JobRequest, since: float) -> list[Job]:
+def _same_request(conn: sqlite3.Connection, request: JobRequest, since: float) -> list[tuple[Job, float | None]]:
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND account = ? AND fingerprint = ? AND stems_key = ? "
-        "AND options_key = ? AND submitted_at >= ? ORDER BY submitted_at DESC",
-        (request.owner, request.account, request.fingerprint, request.stems_key, request.options_key, since),
+        f"SELECT {_COLUMNS}, heartbeat_at FROM jobs WHERE owner = ? AND account = ? AND fingerprint = ? "
+        "AND stems_key = ? AND options_key = ? AND submitted_at >= ? ORDER BY submitted_at DESC, id DESC",
+        (
+            storable(request.owner),
+            storable(request.account),
+            storable(request.fingerprint),
+            storable(request.stems_key),
+            storable(request.options_key),
+            since,
+        ),
     ).fetchall()
-    return [_row_job(r) for r in rows]
-
-
-def _heartbeat(conn: sqlite3.Connection, job_id: int) -> float | None:
-    row = conn.execute("SELECT heartbeat_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+    return [(_row_job(r[:-1]), float(r[-1]) if r[-1] is not None else None) for r in rows]
 
 
 def _usage(conn: sqlite3.Connection, owner: str, hour_ago: float, day_ago: float) -> tuple[int, float]:
