@@ -31,6 +31,8 @@ BOTH_INPUTS_MESSAGE: Final = "Provide either audio_url or audio_file, not both."
 # [docs] Rate limits, quoted in error texts.
 SUBMITS_PER_MINUTE: Final = 60
 STATUS_CALLS_PER_MINUTE: Final = 200
+# The window both limits are counted in, in seconds.
+RATE_WINDOW: Final = 60.0
 
 # Replies are small JSON documents; anything bigger is not MusicGPT talking.
 MAX_REPLY_BYTES: Final = 1024 * 1024

@@ -38,8 +38,9 @@ def explain(exc: Exception) -> ToolError | None:
         return ToolError(str(exc))
     if isinstance(exc, LedgerError):
         return ToolError(
-            f"The job ledger could not be used ({exc}). Check that MUSICGPT_MCP_STATE_DIR (or the default state "
-            "folder) is writable and the disk has space."
+            f"The job ledger could not be used ({exc}). Check where it is kept: the PostgreSQL database in "
+            "MUSICGPT_MCP_DATABASE_URL when that is set (up, reachable), else MUSICGPT_MCP_STATE_DIR or the default "
+            "state folder (writable, with space on its disk)."
         )
     return None
 

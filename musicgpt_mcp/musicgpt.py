@@ -152,8 +152,10 @@ class MusicGPTClient:
         self._api_http: httpx2.AsyncClient | None = None
         self._storage_http: httpx2.AsyncClient | None = None
         # MusicGPT allows 200 status calls and 60 submits a minute per key: budgets for this key.
-        self.status_limiter: Limiter = status_limiter or RateLimiter(contract.STATUS_CALLS_PER_MINUTE, 60.0)
-        self.submit_limiter: Limiter = submit_limiter or RateLimiter(contract.SUBMITS_PER_MINUTE, 60.0)
+        self.status_limiter: Limiter = status_limiter or RateLimiter(
+            contract.STATUS_CALLS_PER_MINUTE, contract.RATE_WINDOW
+        )
+        self.submit_limiter: Limiter = submit_limiter or RateLimiter(contract.SUBMITS_PER_MINUTE, contract.RATE_WINDOW)
         self.download_slots = anyio.CapacityLimiter(MAX_DOWNLOADS)
         self.retry_budget = READ_RETRY_BUDGET
         # Set on clients made by `with_key`: they use the pools and download slots of this one.

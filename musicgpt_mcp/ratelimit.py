@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -33,3 +34,18 @@ class RateLimiter:
                     self._calls.append(now)
                     return
                 await anyio.sleep(self.period - (now - self._calls[0]))
+
+
+class SharedLimiter:
+    """MusicGPT's per-key budget, counted where every replica sees it (the ledger's database) once the
+    ledger is open and shares one; until then, and on a single machine, counted in this process."""
+
+    def __init__(self, shared: Callable[[], Awaitable[Limiter | None]], max_calls: int, period: float) -> None:
+        self._shared = shared
+        self._local = RateLimiter(max_calls, period)
+        self._resolved: Limiter | None = None
+
+    async def acquire(self) -> None:
+        if self._resolved is None:
+            self._resolved = await self._shared() or self._local
+        await self._resolved.acquire()

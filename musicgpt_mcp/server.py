@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from . import __version__, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
-from .state import AppState, Transport
+from .state import AppState, Transport, account_of
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def create_server(
         else:
             logs.redact(resolved.api_key.get_secret_value())
         state = AppState(client=client, settings=resolved, transport=transport)
+        key = resolved.api_key.get_secret_value() if resolved.api_key is not None else None
+        client.status_limiter, client.submit_limiter = state.limiters(account_of(client.base_url, key))
         if on_state is not None:
             on_state(state)  # the HTTP transport's health check reads the ledger through it
         try:

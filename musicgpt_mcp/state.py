@@ -24,6 +24,7 @@ from .config import Settings, default_state_dir
 from .identity import LOCAL_OWNER, current_caller
 from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledger
 from .musicgpt import MusicGPTClient, TaskNotFoundError
+from .ratelimit import Limiter, SharedLimiter
 from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,27 @@ class AppState:
         if found is not None:
             self._keyed.move_to_end(account)
             return found
-        found = client.with_key(key)
+        status, submit = self.limiters(account)
+        found = client.with_key(key, status_limiter=status, submit_limiter=submit)
         self._keyed[account] = found
         while len(self._keyed) > KEYED_CLIENTS:
             _, old = self._keyed.popitem(last=False)
             # Closed later, not now: a request may still be using it.
             self._retired.append(old)
         return found
+
+    def limiters(self, account: str) -> tuple[Limiter, Limiter]:
+        """MusicGPT's status and submit budgets for one account: shared with every replica when the
+        ledger is PostgreSQL, else this process's own."""
+
+        def shared(kind: str, calls: int) -> Limiter:
+            async def make() -> Limiter | None:
+                ledger = await self.ledger()
+                return ledger.rate_limiter(f"{kind}:{account}", calls, contract.RATE_WINDOW) if ledger else None
+
+            return SharedLimiter(make, calls, contract.RATE_WINDOW)
+
+        return shared("status", contract.STATUS_CALLS_PER_MINUTE), shared("submit", contract.SUBMITS_PER_MINUTE)
 
     async def ledger(self) -> Ledger | None:
         """The ledger, opened on first use (listing tools touches no disk); None when it cannot be
@@ -130,14 +145,25 @@ class AppState:
                     self._ledger_error = str(exc)
             return self._ledger
 
+    def ledger_fix(self) -> str:
+        """What an operator does about a ledger that cannot be used, for the store in use."""
+        if self.settings is not None and self.settings.remote.database_url is not None:
+            return (
+                "Check that the PostgreSQL database in MUSICGPT_MCP_DATABASE_URL is up and reachable and the "
+                "user may use it; the server tries again on the next call."
+            )
+        return (
+            "Set MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then "
+            "restart it."
+        )
+
     async def require_ledger(self) -> Ledger:
         ledger = await self.ledger()
         if ledger is None:
             raise ToolError(
                 f"No paid job can be submitted: the job ledger, which keeps the user from paying twice for the "
-                f"same job, cannot be used ({self._ledger_error or 'the server is not configured'}). Set "
-                "MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then "
-                "restart it. Nothing was submitted. get_extraction and download_stems still work."
+                f"same job, cannot be used ({self._ledger_error or 'the server is not configured'}). "
+                f"{self.ledger_fix()} Nothing was submitted. get_extraction and download_stems still work."
             )
         return ledger
 

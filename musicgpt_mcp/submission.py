@@ -98,8 +98,9 @@ async def submit(
         except LedgerError as exc:
             raise Refused(
                 f"The job ledger could not be used ({exc}), so nothing was submitted: without it this server cannot "
-                "promise the user is not charged twice. Check that MUSICGPT_MCP_STATE_DIR (or the default state "
-                "folder) is writable and the disk has space, then try again."
+                "promise the user is not charged twice. Check where it is kept (the database in "
+                "MUSICGPT_MCP_DATABASE_URL when set, else MUSICGPT_MCP_STATE_DIR or the default state folder), "
+                "then try again."
             ) from None
         if isinstance(claim, Reused):
             log.info("reusing job %s for an identical request: nothing submitted", claim.job.task_id)

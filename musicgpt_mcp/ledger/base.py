@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..ratelimit import Limiter
 
 State = Literal["submitting", "submitted", "unknown"]
 SourceKind = Literal["file", "url"]
@@ -233,6 +236,11 @@ class Ledger(Protocol):
     async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]: ...
 
     async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None: ...
+
+    def rate_limiter(self, bucket: str, max_calls: int, period: float) -> Limiter | None:
+        """A limiter every replica sharing this store counts in, or None when the store is this machine's
+        alone (then each process keeps its own count)."""
+        ...
 
     async def cached_fingerprint(self, key: FileKey) -> str | None: ...
 

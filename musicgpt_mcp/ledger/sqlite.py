@@ -222,6 +222,9 @@ class SQLiteLedger:
     async def close(self) -> None:
         await self._run(lambda c: c.close())
 
+    def rate_limiter(self, bucket: str, max_calls: int, period: float) -> None:
+        return None  # one machine: each process's own limiter suffices
+
     async def check(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 

@@ -122,6 +122,8 @@ class SandboxState:
     received: list[ReceivedSubmit] = field(default_factory=list)
     downloads: list[ReceivedDownload] = field(default_factory=list)
     status_calls: int = 0
+    # When each status call arrived (monotonic), for tests of rate limits.
+    status_times: list[float] = field(default_factory=list)
     webhooks: list[WebhookDelivery] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     _faults: dict[Endpoint, deque[Fault]] = field(default_factory=dict)
@@ -162,6 +164,7 @@ class SandboxState:
     def count_status_call(self) -> None:
         with self._lock:
             self.status_calls += 1
+            self.status_times.append(time.monotonic())
 
     def job_status(self, job: Job) -> str:
         """IN_QUEUE for the first fifth of the eta (at most a second), IN_PROGRESS until the eta,
@@ -210,6 +213,7 @@ class SandboxState:
             self.downloads.clear()
             self.webhooks.clear()
             self.status_calls = 0
+            self.status_times.clear()
 
     def reset(self) -> None:
         with self._lock:
@@ -217,6 +221,7 @@ class SandboxState:
             self.downloads.clear()
             self.webhooks.clear()
             self.status_calls = 0
+            self.status_times.clear()
             self.jobs.clear()
             self._faults.clear()
         self.time_scale = 1.0
