@@ -156,3 +156,28 @@ async def test_musicgpts_rate_limit_holds_in_sum_across_replicas(
     busiest = max(sum(1 for t in times if start <= t < start + 1.75) for start in times)
     assert busiest <= 4, times
     assert times[-1] - times[0] >= 3.75, times
+
+
+async def test_consent_asked_through_one_replica_is_answered_on_the_other(sandbox: Sandbox, postgres_url: str) -> None:
+    """A 2026-07-28 client answers a question by sending the call again with the answer and the state the
+    server handed it; here that second round lands on the other replica, which must accept the state
+    (sealed with the shared secret) and the answer."""
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    asked: list[str] = []
+
+    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"submit": True})
+
+    with replicas(settings_for(sandbox, postgres_url)) as servers:
+        transport = RoundRobin(servers)
+        async with (
+            httpx2.AsyncClient(transport=transport, timeout=60) as http,
+            Client(streamable_http_client(servers[0].url, http_client=http), elicitation_callback=answer) as client,  # type: ignore[arg-type]
+        ):
+            done = structured(await client.call_tool("extract_stems", {"audio_url": "https://example.com/ask.mp3"}))
+    assert len(asked) == 1 and "paid stem extraction" in asked[0]
+    assert done["reused"] is False
+    assert len(sandbox.state.submits()) == 1
+    assert len(set(transport.sent[-2:])) == 2  # the question and the answer went to different replicas
