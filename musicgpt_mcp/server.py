@@ -96,9 +96,9 @@ def create_server(
         lifespan=lifespan,
         log_level="INFO",
         extensions=[player.apps()],
+        tools=tools.build(offered),
         **server_options,
     )
-    tools.register(server, offered)
     resources.register(server)
     prompts.register(server)
     completions.register(server, prompts.CHOICES)

@@ -126,12 +126,6 @@ async def test_download_stems_optional_list_is_unique_inside_its_array_branch() 
 SCHEMA_BUDGET = 1536
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue #14: the input schemas average about 1.8 KB per model-visible tool today; trimming them is "
-    "the second half of the issue. Remove this mark when this test passes (strict: it then fails as XPASS).",
-)
 async def test_model_visible_tools_fit_the_schema_budget() -> None:
     async with connect(OFFLINE) as client:
         listed = [

@@ -1,20 +1,23 @@
-"""The tools, one module each, and the table `create_server` registers them from."""
+"""The tools, one module each, and the table `create_server` builds them from."""
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from typing import Any
+
+from mcp.server.mcpserver.tools import Tool
 
 from ..errors import tool_errors
-from ..state import AppState
 from . import download, extract, history, status, stem_audio
 from .common import ToolSpec
 
 TOOLS: tuple[ToolSpec, ...] = (extract.SPEC, status.SPEC, download.SPEC, history.SPEC, stem_audio.SPEC)
 
 
-def register(server: MCPServer[AppState], tools: tuple[ToolSpec, ...] = TOOLS) -> None:
+def build(tools: tuple[ToolSpec, ...] = TOOLS) -> list[Tool]:
+    """The SDK's tools for these rows, each wrapped in the one error wrapper."""
+    built = []
     for spec in tools:
-        server.add_tool(
+        tool = Tool.from_function(
             tool_errors(spec.fn),
             name=spec.name,
             title=spec.title,
@@ -22,6 +25,20 @@ def register(server: MCPServer[AppState], tools: tuple[ToolSpec, ...] = TOOLS) -
             annotations=spec.annotations(),
             meta=spec.meta,
         )
+        lean(tool.parameters)
+        built.append(tool)
+    return built
 
 
-__all__ = ["TOOLS", "ToolSpec", "register"]
+def lean(schema: dict[str, Any]) -> None:
+    """Drop the titles pydantic derives from names ("Audio File", "extract_stemsArguments"): hosts send
+    every tool's input schema to the model on every turn, and these say nothing the names do not
+    (measured: about 380 bytes of the four model-visible tools' 6.9 KB). Validation is unaffected:
+    arguments are checked against the pydantic model, not this copy."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+
+
+__all__ = ["TOOLS", "ToolSpec", "build", "lean"]

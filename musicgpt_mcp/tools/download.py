@@ -19,12 +19,11 @@ from ..state import AppState, app_state
 from .common import RootsForOutputDir, StemList, TaskId, ToolSpec, allowed, result
 
 DESCRIPTION = """\
-Save the stems of a finished extraction job to the user's disk and return the file paths. Free (no \
-credits). Call it after get_extraction reports succeeded=true.
+Save a finished job's stems to the user's disk and return the file paths. Free (no credits). Call it \
+after get_extraction reports succeeded=true.
 
-Files are named after the stem (vocals.mp3, drums.mp3, ...) in a folder per job under the user's \
-MusicGPT output folder. An existing file is never overwritten: an identical file is reused, a \
-different one gets a new name. Tell the user where the files are."""
+Files are named after the stem (vocals.mp3, ...) in a folder per job under the user's MusicGPT output \
+folder; existing files are never overwritten. Tell the user where the files are."""
 
 
 async def download_stems(
@@ -44,8 +43,8 @@ async def download_stems(
         str | None,
         Field(
             description=(
-                "Folder to save into. Omit it unless the user names a folder: by default each job gets "
-                "its own folder under the user's MusicGPT output folder, which output_dir must lie inside."
+                "Folder to save into; omit unless the user names one. It must lie inside the user's MusicGPT "
+                "output folder."
             ),
             max_length=4096,
         ),

@@ -40,14 +40,13 @@ MAX_URL_LENGTH = 2048
 DESCRIPTION = """\
 Split a song into separate stems (vocals, drums, bass, guitar, piano, ...) with MusicGPT.
 
-Costs money: every call submits a paid job that spends MusicGPT credits from the user's account \
-(the result's credit_estimate says about how many). Call it once per song, only when the user asked \
-for stems, and do not call it again for the same song just because a call failed: read the error \
-first, since some failures leave the job submitted.
+Costs money: each new job spends credits from the user's MusicGPT account (see credit_estimate); an \
+identical recent job is returned free (reused=true). Call it once per song, only when the user asked \
+for stems. If a call fails, read the error before calling again: some failures may already have been \
+charged.
 
-Give exactly one of audio_file (a local path) or audio_url. The call returns at once with a task_id \
-and an eta in seconds; the stems are not ready yet. Next: call get_extraction with the task_id and \
-wait_seconds to wait for the job, then download_stems to save the stems to disk."""
+Give audio_file (a local path) or audio_url. It returns at once with a task_id and an eta in seconds. \
+Next: get_extraction with wait_seconds until the job is done, then download_stems."""
 
 
 class Consent(BaseModel):
@@ -192,9 +191,8 @@ async def extract_stems(
         str | None,
         Field(
             description=(
-                "Absolute path of a local audio file (mp3, wav, flac, m4a, ...), or a path starting "
-                "with ~, e.g. ~/Music/song.mp3. The file is uploaded to MusicGPT. Give this or "
-                "audio_url, not both."
+                "Absolute path of a local audio file (mp3, wav, flac, m4a, ...) or one starting with ~, "
+                "e.g. ~/Music/song.mp3; it is uploaded to MusicGPT. Give this or audio_url."
             ),
             max_length=4096,
         ),
@@ -203,8 +201,7 @@ async def extract_stems(
         str | None,
         Field(
             description=(
-                "An http(s) URL of the audio, which MusicGPT fetches itself (this server never "
-                "downloads it). Give this or audio_file, not both."
+                "An http(s) URL of the audio, which MusicGPT fetches itself. Give this or audio_file."
             ),
             max_length=MAX_URL_LENGTH,
         ),
@@ -213,9 +210,9 @@ async def extract_stems(
         StemList,
         Field(
             description=(
-                "Which stems to separate, each named once. Omit or leave empty for MusicGPT's default "
-                f"set: {', '.join(DEFAULT_STEMS)}. Use 'instrumental' for a karaoke track, 'vocals' for "
-                "an a cappella. Every stem is described in the resource musicgpt://stems."
+                f"Stems to separate, each once. Empty: MusicGPT's default set ({', '.join(DEFAULT_STEMS)}). "
+                "'instrumental' makes a karaoke track, 'vocals' an a cappella. The resource musicgpt://stems "
+                "describes each."
             ),
         ),
     ] = [],  # noqa: B006 - pydantic copies defaults; the schema needs a literal default
@@ -223,8 +220,8 @@ async def extract_stems(
         PreprocessingList,
         Field(
             description=(
-                "Clean-up applied before separation, each named once: Denoise (background noise), "
-                "Deecho (echo), Dereverb (reverb). Usually none; use them for live or home recordings."
+                "Clean-up before separation, each once: Denoise, Deecho, Dereverb. Usually none; for live "
+                "or home recordings."
             ),
         ),
     ] = [],  # noqa: B006
@@ -232,9 +229,8 @@ async def extract_stems(
         str | None,
         Field(
             description=(
-                "Optional http(s) URL that MusicGPT will POST the result to when the job finishes. "
-                "Only set it when the user gives one; it must start with an address the user configured in "
-                "MUSICGPT_MCP_WEBHOOK_URLS, otherwise the call is refused."
+                "URL MusicGPT POSTs the result to when the job ends. Only when the user gives one; it must "
+                "start with an address in MUSICGPT_MCP_WEBHOOK_URLS."
             ),
             max_length=MAX_URL_LENGTH,
         ),
@@ -243,9 +239,9 @@ async def extract_stems(
         bool,
         Field(
             description=(
-                "Submit a new paid job even when an identical recent one exists (which is otherwise returned "
-                "for free), or when an earlier identical submit's outcome is unknown. Costs credits again: set "
-                "it only when the user asks for a fresh job or has checked their MusicGPT dashboard."
+                "Submit even if an identical recent job exists or an identical earlier submit's outcome is "
+                "unknown. Costs credits again: only when the user asks for a fresh job or has checked their "
+                "MusicGPT dashboard."
             )
         ),
     ] = False,
