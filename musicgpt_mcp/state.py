@@ -153,8 +153,7 @@ class AppState:
                 "user may use it; the server tries again on the next call."
             )
         return (
-            "Set MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then "
-            "restart it."
+            "Set MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then restart it."
         )
 
     async def require_ledger(self) -> Ledger:
@@ -163,7 +162,7 @@ class AppState:
             raise ToolError(
                 f"No paid job can be submitted: the job ledger, which keeps the user from paying twice for the "
                 f"same job, cannot be used ({self._ledger_error or 'the server is not configured'}). "
-                f"{self.ledger_fix()} Nothing was submitted. get_extraction and download_stems still work."
+                f"{self.ledger_fix()} Nothing was submitted. The free tools still work."
             )
         return ledger
 

@@ -39,14 +39,18 @@ def status_model(task_id: str, status: contract.StatusReply, waited: float) -> E
     )
 
 
-def submitted(result: ExtractionSubmitted, last_status: str | None = None) -> str:
+def submitted(result: ExtractionSubmitted, last_status: str | None = None, *, downloads_offered: bool = True) -> str:
     what = ", ".join(result.stems)
     extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
     nxt = f"Next: call get_extraction with task_id={result.task_id!r} and wait_seconds to wait for the stems."
     if result.reused:
         known = f" Its last known status is {last_status}." if last_status else ""
         if last_status == "COMPLETED":
-            nxt = f"Next: call download_stems with task_id={result.task_id!r} to save the stems."
+            nxt = (
+                f"Next: call download_stems with task_id={result.task_id!r} to save the stems."
+                if downloads_offered
+                else f"Next: call get_extraction with task_id={result.task_id!r} for links to the stem files."
+            )
         return (
             f"No new job was submitted and no credits were spent: an identical extraction of {result.source} "
             f"({what}){extras} was submitted at {result.submitted_at}, task_id: {result.task_id}.{known} {nxt} "
@@ -80,7 +84,7 @@ def consent_question(request: JobRequest, size: int | None, webhook_url: str | N
     else:
         cost = "MusicGPT states the cost when the job is accepted"
     lines = [
-        "Submit a paid stem extraction to MusicGPT? It spends credits from your MusicGPT account.",
+        "Submit a paid stem extraction to MusicGPT? It spends MusicGPT credits.",
         f"Audio: {audio}",
         f"Stems: {', '.join(request.stems)}",
         f"Clean-up: {', '.join(request.options) or 'none'}",

@@ -200,9 +200,7 @@ async def extract_stems(
     audio_url: Annotated[
         str | None,
         Field(
-            description=(
-                "An http(s) URL of the audio, which MusicGPT fetches itself. Give this or audio_file."
-            ),
+            description=("An http(s) URL of the audio, which MusicGPT fetches itself. Give this or audio_file."),
             max_length=MAX_URL_LENGTH,
         ),
     ] = None,
@@ -258,7 +256,8 @@ async def extract_stems(
         ledger, client, plan.request, plan.extraction, plan.policy, progress, may_submit=may_submit
     )
     submitted = submitted_model(outcome.job, outcome.reused, time.time())
-    return result(summaries.submitted(submitted, outcome.job.status), submitted)
+    text = summaries.submitted(submitted, outcome.job.status, downloads_offered=state.offers_downloads)
+    return result(text, submitted)
 
 
 def _consented(consent: ElicitationResult[Consent]) -> bool:
