@@ -357,7 +357,8 @@ class MusicGPTClient:
             log.warning("could not interpret MusicGPT's submit reply: %s", type(exc).__name__)
             raise MusicGPTError(
                 f"MusicGPT answered HTTP {status}, but its reply could not be read. The extraction may or may not "
-                f"have been submitted. {CHECK_BEFORE_RETRY}"
+                f"have been submitted. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
             ) from None
 
     def _submit_outcome(self, status: int, raw: bytes | None, retry_after: str | None) -> contract.SubmitReply:

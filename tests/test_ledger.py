@@ -198,6 +198,26 @@ async def test_unknown_outcome_blocks_an_identical_call_until_force_new(
     assert statuses == ["SUBMITTED", "OUTCOME_UNKNOWN"]
 
 
+async def test_a_reply_that_breaks_the_parser_is_an_unknown_outcome(
+    sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence on the submit path: whatever fails while reading MusicGPT's answer, the
+    job may exist, so it is recorded as such and an identical call does not pay again."""
+    from musicgpt_mcp import contract
+
+    def broken(reply: object) -> object:
+        raise ValueError("a parser bug")
+
+    monkeypatch.setattr(contract, "parse_submit_reply", broken)
+    args = {"audio_file": str(song), "stems": ["crash"]}
+    async with connect(make_settings(sandbox)) as client:
+        first = await client.call_tool("extract_stems", args)
+        again = await client.call_tool("extract_stems", args)
+    assert first.is_error and "may or may not have been submitted" in text_of(first)
+    assert again.is_error and "may already have been charged" in text_of(again)
+    assert len(sandbox.state.submits()) == 1
+
+
 async def test_a_refused_submit_does_not_block_the_next_one(sandbox: Sandbox, song: Path) -> None:
     sandbox.state.queue_fault("submit", Fault(status=402, body=b'{"success": false, "error": "Insufficient credits"}'))
     args = {"audio_file": str(song), "stems": ["keys"]}
