@@ -94,6 +94,17 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "cannot), never.",
     ),
     EnvVar(
+        "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE",
+        "200",
+        "MusicGPT's limit on status calls a minute per API key, which the server keeps to (across replicas with "
+        "a database). Raise it only if MusicGPT gave your account more.",
+    ),
+    EnvVar(
+        "MUSICGPT_MCP_SUBMITS_PER_MINUTE",
+        "60",
+        "MusicGPT's limit on extraction submits a minute per API key, which the server keeps to likewise.",
+    ),
+    EnvVar(
         "MUSICGPT_MCP_PUBLIC_URL",
         "(http://HOST:PORT/mcp)",
         "With --transport http: the URL clients use to reach the server, e.g. https://stems.example.com/mcp. "
@@ -200,6 +211,9 @@ class Settings:
     max_credits_per_day: float | None = None
     max_jobs_per_hour: int = 30
     confirm: Confirm = "auto"
+    # MusicGPT's per-key rate limits; None: the documented ones (contract.py).
+    status_calls_per_minute: int | None = None
+    submits_per_minute: int | None = None
     # Whether MUSICGPT_MCP_OUTPUT_DIR was set: over HTTP, saving to the server's disk is offered only then.
     output_dir_configured: bool = False
     remote: Remote = Remote()
@@ -233,6 +247,8 @@ class Settings:
             max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
             max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
             confirm=_confirm(env),
+            status_calls_per_minute=_optional_int(env, "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE", low=1, high=1_000_000),
+            submits_per_minute=_optional_int(env, "MUSICGPT_MCP_SUBMITS_PER_MINUTE", low=1, high=1_000_000),
             output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
             remote=_remote(env),
             webhook_urls=_parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
@@ -360,6 +376,10 @@ def _confirm(env: Mapping[str, str]) -> Confirm:
         if raw == mode:
             return mode
     raise ConfigError(f"MUSICGPT_MCP_CONFIRM must be one of {', '.join(CONFIRM_MODES)}; got {raw!r}.")
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, low: int, high: int) -> int | None:
+    return _int(env, name, 0, low=low, high=high) if env.get(name, "").strip() else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

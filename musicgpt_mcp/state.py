@@ -126,7 +126,11 @@ class AppState:
 
             return SharedLimiter(make, calls, contract.RATE_WINDOW)
 
-        return shared("status", contract.STATUS_CALLS_PER_MINUTE), shared("submit", contract.SUBMITS_PER_MINUTE)
+        settings = self.settings
+        # The documented limits, unless the operator says MusicGPT granted this account others.
+        status = (settings.status_calls_per_minute if settings else None) or contract.STATUS_CALLS_PER_MINUTE
+        submits = (settings.submits_per_minute if settings else None) or contract.SUBMITS_PER_MINUTE
+        return shared("status", status), shared("submit", submits)
 
     async def ledger(self) -> Ledger | None:
         """The ledger, opened on first use (listing tools touches no disk); None when it cannot be
