@@ -57,7 +57,6 @@ class AppState:
     config_error: str | None = None
     transport: Transport = "stdio"
     _keyed: OrderedDict[str, MusicGPTClient] = field(default_factory=OrderedDict)
-    _retired: list[MusicGPTClient] = field(default_factory=list)
     _ledger: Ledger | None = None
     _ledger_error: str | None = None
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -110,9 +109,8 @@ class AppState:
         found = client.with_key(key, status_limiter=status, submit_limiter=submit)
         self._keyed[account] = found
         while len(self._keyed) > KEYED_CLIENTS:
-            _, old = self._keyed.popitem(last=False)
-            # Closed later, not now: a request may still be using it.
-            self._retired.append(old)
+            # Nothing to close: a keyed client uses the operator client's connection pools.
+            self._keyed.popitem(last=False)
         return found
 
     def limiters(self, account: str) -> tuple[Limiter, Limiter]:
@@ -227,10 +225,7 @@ class AppState:
             log.warning("could not record the downloads of job %s: %s", task_id, exc)
 
     async def close(self) -> None:
-        for client in [*self._keyed.values(), *self._retired]:
-            await client.aclose()
         self._keyed.clear()
-        self._retired.clear()
         if self._ledger is not None:
             await self._ledger.close()
             self._ledger = None
