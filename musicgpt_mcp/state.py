@@ -30,8 +30,9 @@ from .stem_cache import StemCache
 log = logging.getLogger(__name__)
 
 Transport = Literal["stdio", "http"]
-# Clients kept for callers who bring their own key (header mode), least recently used dropped first.
-KEYED_CLIENTS: Final = 256
+# Rate-limit counters kept for accounts of callers who bring their own key (header mode), least
+# recently used dropped first (a dropped one starts counting afresh: MusicGPT's own 429 still applies).
+KEYED_ACCOUNTS: Final = 4096
 
 
 def account_of(base_url: str, api_key: str | None) -> str:
@@ -56,7 +57,7 @@ class AppState:
     settings: Settings | None
     config_error: str | None = None
     transport: Transport = "stdio"
-    _keyed: OrderedDict[str, MusicGPTClient] = field(default_factory=OrderedDict)
+    _keyed_limits: OrderedDict[str, tuple[Limiter, Limiter]] = field(default_factory=OrderedDict)
     _ledger: Ledger | None = None
     _ledger_error: str | None = None
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -97,21 +98,20 @@ class AppState:
         return Who(owner=caller.owner, client=client, account=account_of(client.base_url, key))
 
     def _client_for(self, key: SecretStr) -> MusicGPTClient:
-        """A client per caller key, kept while in use: its connections and its share of MusicGPT's
-        per-key rate limit belong to that key alone."""
+        """A client for a caller's own key, for this request only (the key is not kept past it). It
+        uses the operator client's connection pools; its share of MusicGPT's per-key rate limits is
+        kept by account (a hash, never the key) so it holds from one request to the next."""
         client, _ = self.require()
         account = account_of(client.base_url, key.get_secret_value())
-        found = self._keyed.get(account)
-        if found is not None:
-            self._keyed.move_to_end(account)
-            return found
-        status, submit = self.limiters(account)
-        found = client.with_key(key, status_limiter=status, submit_limiter=submit)
-        self._keyed[account] = found
-        while len(self._keyed) > KEYED_CLIENTS:
-            # Nothing to close: a keyed client uses the operator client's connection pools.
-            self._keyed.popitem(last=False)
-        return found
+        limits = self._keyed_limits.get(account)
+        if limits is None:
+            limits = self._keyed_limits[account] = self.limiters(account)
+            while len(self._keyed_limits) > KEYED_ACCOUNTS:
+                self._keyed_limits.popitem(last=False)
+        else:
+            self._keyed_limits.move_to_end(account)
+        status, submit = limits
+        return client.with_key(key, status_limiter=status, submit_limiter=submit)
 
     def limiters(self, account: str) -> tuple[Limiter, Limiter]:
         """MusicGPT's status and submit budgets for one account: shared with every replica when the
@@ -225,7 +225,7 @@ class AppState:
             log.warning("could not record the downloads of job %s: %s", task_id, exc)
 
     async def close(self) -> None:
-        self._keyed.clear()
+        self._keyed_limits.clear()
         if self._ledger is not None:
             await self._ledger.close()
             self._ledger = None
