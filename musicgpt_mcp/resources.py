@@ -29,11 +29,11 @@ async def extraction(task_id: str, ctx: Context[AppState]) -> str:
     except ToolError as exc:
         raise ResourceError(str(exc)) from None
     try:
-        await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
+        job = await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
         status = await who.client.get_status(task_id)
     except (ToolError, MusicGPTError) as exc:
         raise ResourceError(who.client.redact(str(exc))) from None
-    await state.remember_status(who, task_id, status)
+    await state.remember_status(who, task_id, status, job)
     # As for tool results, the key never leaves in a resource, whatever MusicGPT put in its reply.
     return who.client.redact(summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2))
 

@@ -186,9 +186,11 @@ class AppState:
             raise TaskNotFoundError(task_id)
         return job
 
-    async def remember_status(self, who: Who, task_id: str, status: contract.StatusReply) -> None:
+    async def remember_status(self, who: Who, task_id: str, status: contract.StatusReply, known: Job | None) -> None:
+        """Record a status MusicGPT gave for a job the ledger knows (`known`, as read before the
+        call); a status the row already holds is not written again."""
         ledger = await self.ledger()
-        if ledger is None:
+        if ledger is None or known is None:
             return
         update = StatusUpdate(
             status=status.status,
@@ -198,6 +200,8 @@ class AppState:
             mp3_urls=dict(status.mp3),
             wav_urls=dict(status.wav),
         )
+        if not update.changes(known):
+            return
         try:
             await ledger.update_status(who.owner, task_id, update, time.time())
         except LedgerError as exc:

@@ -419,6 +419,37 @@ async def test_status_updates_are_recorded_and_keep_what_a_later_reply_leaves_ou
     assert [j.task_id for j in await ledger.jobs("alice", 10, None, None)] == ["task-1"]
 
 
+UPDATES = [
+    status("IN_PROGRESS"),
+    status("IN_PROGRESS", message="working"),
+    status("IN_PROGRESS", message="working", cost=2.0),
+    status("COMPLETED", message="working", cost=2.0, done=True),
+    status("COMPLETED", done=True, mp3={"vocals": "https://cdn.example/v.mp3"}),
+    status(
+        "COMPLETED", done=True, mp3={"vocals": "https://cdn.example/v.mp3"}, wav={"vocals": "https://cdn.example/v.wav"}
+    ),
+    status("COMPLETED", done=True),  # a later reply without URLs keeps them
+    status("FAILED", message="bad\x00 file \ud800", done=True),  # what the database cannot store, stored as U+FFFD
+]
+
+
+async def test_a_status_update_says_whether_it_would_change_the_row(ledger: Ledger) -> None:
+    """`StatusUpdate.changes` lets a poll skip the write; it must agree with what `update_status` writes,
+    or a changed status would be lost (said unchanged) or every poll would write (said changed)."""
+    await submitted(ledger, req(), T0, "task-1", 2.0)
+    for i, update in enumerate(UPDATES):
+        before = await ledger.job("alice", "task-1")
+        await ledger.update_status("alice", "task-1", update, T0 + 10 + i)
+        after = await ledger.job("alice", "task-1")
+        assert update.changes(before) == (after != before), (i, update)
+        assert not update.changes(after), (i, update)  # written once, the same reply changes nothing
+    # Only jobs MusicGPT accepted take a status (update_status leaves the others alone), so nothing else changes.
+    assert after is not None
+    assert not UPDATES[0].changes(None)
+    assert not UPDATES[0].changes(replace(after, state="unknown"))
+    assert UPDATES[0].changes(after)
+
+
 async def test_a_job_submitted_twice_on_purpose_answers_with_the_newest(ledger: Ledger) -> None:
     """MusicGPT never reuses a task id, but a ledger must not mix two rows up if it ever did."""
     await submitted(ledger, req("sha256:a"), T0, "task-1", 1.0)

@@ -185,6 +185,25 @@ class StatusUpdate:
     mp3_urls: dict[str, str]
     wav_urls: dict[str, str]
 
+    def changes(self, job: Job | None) -> bool:
+        """Whether writing this update would change `job`'s row, as `Ledger.update_status` writes it.
+        A poll that only repeats what the row holds skips the write: status polls are the busiest
+        call, and a write (one transaction, a WAL fsync, a PostgreSQL round trip) costs more than
+        the read that already fetched the row."""
+        if job is None or job.state != "submitted":
+            return False  # update_status touches only submitted jobs
+        message = storable(self.status_message) if self.status_message is not None else None
+        return (
+            job.status != storable(self.status)
+            or job.status_message != message
+            or (self.conversion_cost is not None and job.conversion_cost != self.conversion_cost)
+            or (self.done and job.finished_at is None)
+            or (
+                bool(self.mp3_urls or self.wav_urls)
+                and (job.mp3_urls, job.wav_urls) != (storable_urls(self.mp3_urls), storable_urls(self.wav_urls))
+            )
+        )
+
 
 @dataclass(frozen=True)
 class FileKey:

@@ -66,7 +66,7 @@ async def download_stems(
         also_allowed=also,
     )
     status = await who.client.get_status(task_id)
-    await state.remember_status(who, task_id, status)
+    await state.remember_status(who, task_id, status, job)
     if status.failed:
         reason = f": {status.status_message}" if status.status_message else ""
         raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to download.")

@@ -55,7 +55,7 @@ async def get_extraction(
         await ctx.report_progress(progress, total, message)
 
     status, waited = await wait_for_job(who.client, task_id, wait, hint, report)
-    await state.remember_status(who, task_id, status)
+    await state.remember_status(who, task_id, status, job)
     extraction = summaries.status_model(task_id, status, waited)
     eta_left = hint.remaining(time.time()) if hint else None
     offered = state.offers_downloads
