@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import SecretStr
 
@@ -114,6 +115,45 @@ async def test_an_operator_folder_offers_downloads(sandbox: Sandbox, tmp_path: P
     assert Path(saved["directory"]).is_relative_to(tmp_path / "out")
     assert not [b for b in status.content if b.type == "resource_link"]
     assert "download_stems" in text_of(status)
+
+
+async def test_tools_list_is_answered_from_its_first_answer(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tools of a running server never change: over HTTP their listing is built once per protocol
+    version (musicgpt_mcp/tool_list_cache.py) and every later answer is that one. A request the cache
+    must not answer (params beyond _meta) still goes the SDK's way, validation included."""
+    built: list[str] = []
+    list_tools = MCPServer.list_tools
+
+    async def counted(self: MCPServer[Any]) -> list[Any]:
+        built.append(self.name)
+        return await list_tools(self)
+
+    monkeypatch.setattr(MCPServer, "list_tools", counted)
+    answers: dict[str, list[dict[str, Any]]] = {}
+    with serve_http(remote(sandbox)) as server:
+        for mode in ("legacy", "auto"):
+            async with connect_http(server.url, mode=mode) as client:
+                answers[mode] = [(await client.list_tools()).model_dump(exclude={"meta"}) for _ in range(3)]
+        listings = len(built)
+        legacy = {**ACCEPT, "MCP-Protocol-Version": "2025-06-18"}
+        bad_cursor = httpx2.post(
+            server.url,
+            headers=legacy,
+            json={"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"cursor": 5}},
+        )
+        good_cursor = httpx2.post(
+            server.url,
+            headers=legacy,
+            json={"jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": {"cursor": "x"}},
+        )
+    assert listings == 2  # one per era, however often asked
+    assert len(built) == 3  # the request with a cursor was built by the SDK, not taken from the cache
+    for mode, replies in answers.items():
+        assert replies[0]["tools"], mode
+        assert all(reply == replies[0] for reply in replies), mode
+    assert answers["legacy"][0]["tools"] == answers["auto"][0]["tools"]
+    assert '"error"' in bad_cursor.text and '"tools"' not in bad_cursor.text
+    assert '"tools"' in good_cursor.text
 
 
 def test_unsafe_start_ups_are_refused(sandbox: Sandbox) -> None:

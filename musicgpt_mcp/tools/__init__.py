@@ -26,6 +26,12 @@ def build(tools: tuple[ToolSpec, ...] = TOOLS) -> list[Tool]:
             meta=spec.meta,
         )
         lean(tool.parameters)
+        if tool.output_schema is not None:
+            # Not sent to the model, but in every tools/list answer: about 1.6 KB of its 19 KB.
+            lean(tool.output_schema)
+            for definition in tool.output_schema.get("$defs", {}).values():
+                if isinstance(definition, dict):
+                    lean(definition)
         built.append(tool)
     return built
 

@@ -1,0 +1,49 @@
+"""tools/list over HTTP, answered from its first answer.
+
+A hosted server is asked for its tools by every client, often before every turn, and the answer (five
+tools with their input and output schemas, about 19 KB) never changes while the process runs. The
+SDK builds it anew each time: the tool models, their dump, then the per-version sieve that validates and
+dumps it again. Measured with wrk on one core, that serialization was most of what set a tools/list
+apart from a one-tool server's. This middleware keeps the finished wire answer per protocol version.
+
+Only for the stateless HTTP transport, where every connection is born ready: a middleware that answers
+without `call_next` skips the SDK's handshake gate and params validation, so only a request with no
+params but `_meta` is answered here (a cursor, or anything else, goes the SDK's way), and only after the
+SDK itself answered the same version once.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+
+MAX_VERSIONS: Final = 16  # protocol versions are a short list; a bound all the same
+
+
+class ToolListCache:
+    """A `ServerMiddleware` for a server whose tools are fixed once it is built."""
+
+    def __init__(self) -> None:
+        self._answers: dict[str, dict[str, Any]] = {}
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "tools/list" or not _plain(ctx.params):
+            return await call_next(ctx)
+        cached = self._answers.get(ctx.protocol_version)
+        if cached is not None:
+            # A fresh top level per reply; below it nothing in the SDK's pipeline writes (it only dumps).
+            return dict(cached)
+        result = await call_next(ctx)
+        if isinstance(result, dict) and len(self._answers) < MAX_VERSIONS:
+            self._answers[ctx.protocol_version] = copy.deepcopy(result)
+        return result
+
+
+def _plain(params: Mapping[str, Any] | None) -> bool:
+    return params is None or all(key == "_meta" for key in params)
+
+
+__all__ = ["ToolListCache"]
