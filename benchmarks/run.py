@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -748,6 +749,10 @@ def table(figures: list[Figure]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Figure]:
+    # The in-process servers (overhead, ledger) log every call at INFO: hundreds of lines between the
+    # progress lines and the table.
+    for name in ("musicgpt_mcp", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if args.schemas:
         return [await bench_tool_schemas()]
     sizes = [8 * MB] if args.smoke else [int(s) * MB for s in args.sizes.split(",")]
