@@ -672,6 +672,15 @@ async def bench_tool_schemas() -> Figure:
 # --- the report ------------------------------------------------------------------------------------
 
 
+def _version_or_none(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
+
+
 def machine() -> dict[str, str]:
     cpu = next(
         (
@@ -696,6 +705,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "mcp": version("mcp"),
         "httpx2": version("httpx2"),
+        "httptools": _version_or_none("httptools"),
         "curl": " ".join(curl_version.split()[:2]),
     }
 
@@ -793,8 +803,6 @@ def main() -> None:
         print(f"\nrun {saved['when']} on {saved['machine']}")
         return
     # The in-process overhead figure runs our server in this process: keep its log quiet.
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
     if shutil.which("curl") is None and not args.schemas:
         sys.exit("curl is needed for the reference figures (apt-get install curl)")

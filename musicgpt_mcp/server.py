@@ -17,7 +17,6 @@ from . import __version__, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState, Transport, account_of
-from .tool_list_cache import ToolListCache
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,7 @@ def create_server(
     Over HTTP the settings are needed at once (they decide which tools a shared server offers), and
     `server_options` carry the transport's sign-in and state-sealing options to MCPServer."""
     offered = tools.TOOLS
-    middleware = []
     if transport == "http":
-        middleware.append(ToolListCache())
         if not isinstance(settings, Settings):
             raise TypeError("the HTTP transport needs its Settings up front")
         if not settings.output_dir_configured:
@@ -100,7 +97,6 @@ def create_server(
         log_level="INFO",
         extensions=[player.apps()],
         tools=tools.build(offered),
-        middleware=middleware,
         **server_options,
     )
     resources.register(server)

@@ -6,16 +6,15 @@ SDK builds it anew each time: the tool models, their dump, then the per-version 
 dumps it again. Measured with wrk on one core, that serialization was most of what set a tools/list
 apart from a one-tool server's. This middleware keeps the finished wire answer per protocol version.
 
-Only for the stateless HTTP transport, where every connection is born ready: a middleware that answers
+Only for the stateless HTTP transport (web.build_app adds it), where every connection is born ready: a middleware that answers
 without `call_next` skips the SDK's handshake gate and params validation, so only a request with no
-params but `_meta` is answered here (a cursor, or anything else, goes the SDK's way), and only after the
-SDK itself answered the same version once.
+params but a well-formed `_meta` is answered here (a cursor, or anything else, goes the SDK's way),
+and only after the SDK itself answered the same version once.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any, Final
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -30,7 +29,7 @@ class ToolListCache:
         self._answers: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method != "tools/list" or not _plain(ctx.params):
+        if ctx.method != "tools/list" or not _plain(ctx):
             return await call_next(ctx)
         cached = self._answers.get(ctx.protocol_version)
         if cached is not None:
@@ -42,8 +41,13 @@ class ToolListCache:
         return result
 
 
-def _plain(params: Mapping[str, Any] | None) -> bool:
-    return params is None or all(key == "_meta" for key in params)
+def _plain(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """No params but a `_meta` the SDK could read (`ctx.meta` is None when it is malformed, and the SDK
+    then refuses the request: so must we)."""
+    params = ctx.params
+    if params is None:
+        return True
+    return all(key == "_meta" for key in params) and ("_meta" not in params or ctx.meta is not None)
 
 
 __all__ = ["ToolListCache"]

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from .config import ConfigError, Settings, default_state_dir
 from .state import AppState
+from .tool_list_cache import ToolListCache
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,8 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
     # The SDK's decorator is untyped; calling it as a function keeps healthz typed.
     server.custom_route("/healthz", methods=["GET"])(healthz)
 
+    # Only because the app is stateless: every connection is born ready, so no handshake gate is skipped.
+    server.middleware.append(ToolListCache())
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,

@@ -420,6 +420,8 @@ async def test_status_updates_are_recorded_and_keep_what_a_later_reply_leaves_ou
 
 
 UPDATES = [
+    status("COMPLETED"),
+    status("COMPLETED", done=True),  # only done changes: finished_at is set
     status("IN_PROGRESS"),
     status("IN_PROGRESS", message="working"),
     status("IN_PROGRESS", message="working", cost=2.0),
@@ -429,6 +431,8 @@ UPDATES = [
         "COMPLETED", done=True, mp3={"vocals": "https://cdn.example/v.mp3"}, wav={"vocals": "https://cdn.example/v.wav"}
     ),
     status("COMPLETED", done=True),  # a later reply without URLs keeps them
+    status("IN_PROGRESS", message="x"),
+    status("IN_PROGRESS"),  # only the message goes
     status("FAILED", message="bad\x00 file \ud800", done=True),  # what the database cannot store, stored as U+FFFD
 ]
 

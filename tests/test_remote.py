@@ -133,13 +133,16 @@ async def test_tools_list_is_answered_from_its_first_answer(sandbox: Sandbox, mo
     with serve_http(remote(sandbox)) as server:
         for mode in ("legacy", "auto"):
             async with connect_http(server.url, mode=mode) as client:
-                answers[mode] = [(await client.list_tools()).model_dump(exclude={"meta"}) for _ in range(3)]
+                answers[mode] = [(await client.list_tools()).model_dump() for _ in range(3)]
         listings = len(built)
         legacy = {**ACCEPT, "MCP-Protocol-Version": "2025-06-18"}
         bad_cursor = httpx2.post(
             server.url,
             headers=legacy,
             json={"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"cursor": 5}},
+        )
+        bad_meta = httpx2.post(
+            server.url, headers=legacy, json={"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"_meta": 5}}
         )
         good_cursor = httpx2.post(
             server.url,
@@ -152,7 +155,9 @@ async def test_tools_list_is_answered_from_its_first_answer(sandbox: Sandbox, mo
         assert replies[0]["tools"], mode
         assert all(reply == replies[0] for reply in replies), mode
     assert answers["legacy"][0]["tools"] == answers["auto"][0]["tools"]
-    assert '"error"' in bad_cursor.text and '"tools"' not in bad_cursor.text
+    assert answers["auto"][0]["meta"]  # the 2026-era answer keeps the SDK's serverInfo stamp
+    for refused in (bad_cursor, bad_meta):  # the SDK's validation still answers what the cache must not
+        assert '"error"' in refused.text and '"tools"' not in refused.text
     assert '"tools"' in good_cursor.text
 
 
