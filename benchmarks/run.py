@@ -759,10 +759,6 @@ def table(figures: list[Figure]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Figure]:
-    # The in-process servers (overhead, ledger) log every call at INFO: hundreds of lines between the
-    # progress lines and the table.
-    for name in ("musicgpt_mcp", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     if args.schemas:
         return [await bench_tool_schemas()]
     sizes = [8 * MB] if args.smoke else [int(s) * MB for s in args.sizes.split(",")]
@@ -802,8 +798,11 @@ def main() -> None:
         print(table([Figure(**f) for f in saved["figures"]]))
         print(f"\nrun {saved['when']} on {saved['machine']}")
         return
-    # The in-process overhead figure runs our server in this process: keep its log quiet.
+    # The in-process servers (overhead, ledger) run in this process and log every call at INFO. The
+    # root level is not enough: MCPServer sets up logging at INFO again when it is made.
     logging.basicConfig(level=logging.WARNING)
+    for name in ("musicgpt_mcp", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if shutil.which("curl") is None and not args.schemas:
         sys.exit("curl is needed for the reference figures (apt-get install curl)")
     figures = anyio.run(main_async, args)

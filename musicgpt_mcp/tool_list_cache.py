@@ -1,15 +1,16 @@
 """tools/list over HTTP, answered from its first answer.
 
 A hosted server is asked for its tools by every client, often before every turn, and the answer (five
-tools with their input and output schemas, about 19 KB) never changes while the process runs. The
-SDK builds it anew each time: the tool models, their dump, then the per-version sieve that validates and
-dumps it again. Measured with wrk on one core, that serialization was most of what set a tools/list
-apart from a one-tool server's. This middleware keeps the finished wire answer per protocol version.
+tools with their input and output schemas, about 17.5 KB) never changes while the process runs. The
+SDK builds it anew each time: the tool models, their dump, then the per-version sieve that validates
+and dumps it again. Measured with wrk on one core, that serialization was most of what set a
+tools/list apart from a one-tool server's. This middleware keeps the finished wire answer per
+protocol version.
 
-Only for the stateless HTTP transport (web.build_app adds it), where every connection is born ready: a middleware that answers
-without `call_next` skips the SDK's handshake gate and params validation, so only a request with no
-params but a well-formed `_meta` is answered here (a cursor, or anything else, goes the SDK's way),
-and only after the SDK itself answered the same version once.
+Only for the stateless HTTP transport (web.build_app adds it), where every connection is born ready:
+a middleware that answers without `call_next` skips the SDK's handshake gate and params validation,
+so only a request with no params but a well-formed `_meta` is answered here (a cursor, or anything
+else, goes the SDK's way), and only after the SDK itself answered the same version once.
 """
 
 from __future__ import annotations

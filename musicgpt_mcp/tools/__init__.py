@@ -27,11 +27,8 @@ def build(tools: tuple[ToolSpec, ...] = TOOLS) -> list[Tool]:
         )
         lean(tool.parameters)
         if tool.output_schema is not None:
-            # Not sent to the model, but in every tools/list answer: about 1.6 KB of its 19 KB.
+            # Not sent to the model, but in every tools/list answer: 1.3 KB of its 19.1 KB.
             lean(tool.output_schema)
-            for definition in tool.output_schema.get("$defs", {}).values():
-                if isinstance(definition, dict):
-                    lean(definition)
         built.append(tool)
     return built
 
@@ -45,6 +42,9 @@ def lean(schema: dict[str, Any]) -> None:
     for prop in schema.get("properties", {}).values():
         if isinstance(prop, dict):
             prop.pop("title", None)
+    for definition in schema.get("$defs", {}).values():
+        if isinstance(definition, dict):
+            lean(definition)
 
 
 __all__ = ["TOOLS", "ToolSpec", "build", "lean"]
