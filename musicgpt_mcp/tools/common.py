@@ -13,7 +13,6 @@ from pydantic_core import CoreSchema
 
 from .. import contract
 from ..catalog import Preprocessing, Stem
-from ..config import Settings
 from ..files import AllowedDirs, allowed_dirs
 from ..state import AppState
 
@@ -57,9 +56,14 @@ TaskId = Annotated[
 
 def _client_roots(ctx: Context[AppState], path: str | None) -> ListRoots | None:
     """Ask the client for its roots, only when a path is to be checked against them: not when the
-    user configured folders, not when the client offers none, not for URL-only calls."""
-    settings = ctx.request_context.lifespan_context.settings
-    if not (path and path.strip()) or (settings is not None and settings.allowed_dirs is not None):
+    user configured folders, not when the client offers none, not for URL-only calls, and never over
+    HTTP: a remote client's roots name folders on the client's machine, not on this server's, so there
+    files and folders come from the operator's settings alone."""
+    state = ctx.request_context.lifespan_context
+    settings = state.settings
+    if state.transport != "stdio" or not (path and path.strip()):
+        return None
+    if settings is not None and settings.allowed_dirs is not None:
         return None
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.roots is None:
@@ -79,8 +83,12 @@ RootsForAudioFile = Annotated[ListRootsResult | None, Resolve(_roots_for_audio_f
 RootsForOutputDir = Annotated[ListRootsResult | None, Resolve(_roots_for_output_dir)]
 
 
-def allowed(settings: Settings, roots: ListRootsResult | None) -> AllowedDirs:
-    return allowed_dirs(settings.allowed_dirs, [str(r.uri) for r in roots.roots] if roots else None)
+def allowed(state: AppState, roots: ListRootsResult | None) -> AllowedDirs:
+    """The folders a path may name: the operator's, else (stdio only) the client's roots or the home folder."""
+    settings = state.settings
+    assert settings is not None  # the tools call `state.require()` first
+    offered = [str(r.uri) for r in roots.roots] if roots and state.transport == "stdio" else None
+    return allowed_dirs(settings.allowed_dirs, offered)
 
 
 def result(text: str, model: BaseModel, *blocks: ContentBlock) -> CallToolResult:

@@ -57,7 +57,7 @@ async def download_stems(
     job = await state.known_job(who, task_id)
     # Saving is allowed into the output folder, and into folders the user listed or the client
     # offered as roots, but never into the whole home folder just because reading falls back to it.
-    extra = allowed(settings, client_roots)
+    extra = allowed(state, client_roots)
     also = extra.dirs if extra.origin != "your home folder" else ()
     directory = downloads.resolve_output_dir(
         output_dir,

@@ -113,7 +113,7 @@ async def _plan(
     part = None
     if file_arg:
         part = await anyio.to_thread.run_sync(
-            check_audio_file, file_arg, allowed(settings, client_roots), settings.max_upload_bytes
+            check_audio_file, file_arg, allowed(state, client_roots), settings.max_upload_bytes
         )
         fingerprint = await fingerprint_file(part, ledger)
     else:
