@@ -79,8 +79,10 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     EnvVar(
         "MUSICGPT_MCP_MAX_CREDITS_PER_DAY",
         "(no limit)",
-        "Refuse new paid jobs while the jobs of the last 24 hours have cost this many credits or more "
-        "(MusicGPT's stated cost, else its estimate).",
+        "Refuse a new paid job when, counted at its estimate, it would take the credits of the last 24 hours over "
+        "this many. Each job counts MusicGPT's stated cost, else its estimate, else what this server reserved when it "
+        "submitted: the highest of the last 3 costs seen for the same stems and options, else 1.5 credits a stem and "
+        "0.5 a clean-up option. A job whose cost is not known yet, or whose outcome is unknown, never counts as free.",
     ),
     EnvVar(
         "MUSICGPT_MCP_MAX_JOBS_PER_HOUR",

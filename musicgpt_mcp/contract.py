@@ -34,6 +34,19 @@ STATUS_CALLS_PER_MINUTE: Final = 200
 # The window both limits are counted in, in seconds.
 RATE_WINDOW: Final = 60.0
 
+# [guess] What a job is assumed to cost until MusicGPT states it, for the daily credit limit: MusicGPT
+# publishes no price list, and its documented example is 2.5 credits for two stems with one clean-up
+# option. These figures are above that on purpose (a limit must err on the side of refusing), and they
+# count only until the job's own figure is known: the last cost seen for the same stems and options,
+# MusicGPT's estimate in its reply, then its stated cost.
+ASSUMED_CREDITS_PER_STEM: Final = 1.5
+ASSUMED_CREDITS_PER_OPTION: Final = 0.5
+
+
+def assumed_credits(stems: int, options: int) -> float:
+    return ASSUMED_CREDITS_PER_STEM * stems + ASSUMED_CREDITS_PER_OPTION * options
+
+
 # Replies are small JSON documents; anything bigger is not MusicGPT talking.
 MAX_REPLY_BYTES: Final = 1024 * 1024
 # What a task ID may look like (MusicGPT's are UUIDs). A reply's task_id must match it too, so

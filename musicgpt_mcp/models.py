@@ -98,8 +98,11 @@ class ExtractionList(BaseModel):
     """Recent jobs from the ledger, newest first, and what they cost."""
 
     extractions: list[ExtractionRecord] = Field(description="The jobs, newest first.")
-    credits_last_24_hours: float = Field(description="Credits of every job submitted in the last 24 hours.")
-    credits_last_30_days: float = Field(description="Credits of every job submitted in the last 30 days.")
+    credits_last_24_hours: float = Field(
+        description="Credits of every job submitted in the last 24 hours, as the daily limit counts them (a job "
+        "whose cost is not known yet counts at an estimate)."
+    )
+    credits_last_30_days: float = Field(description="The same for the last 30 days.")
 
 
 class StemAudioChunk(BaseModel):

@@ -56,10 +56,12 @@ class Outcome:
 def limit_message(limit: LimitReached) -> str:
     if limit.kind == "credits":
         return (
-            f"The daily spending limit is reached: the jobs submitted in the last 24 hours cost "
-            f"{count(limit.used, 'credit')}, and MUSICGPT_MCP_MAX_CREDITS_PER_DAY is {limit.limit:g}. Nothing was submitted. Tell the "
-            "user; they can wait until older jobs leave the 24-hour window, or raise MUSICGPT_MCP_MAX_CREDITS_PER_DAY "
-            "in the server's environment."
+            f"The daily spending limit would be passed: the jobs of the last 24 hours count "
+            f"{count(round(limit.used, 4), 'credit')} (a job whose cost MusicGPT has not stated yet counts at an "
+            f"estimate), this job is estimated at up to {count(round(limit.needed, 4), 'credit')}, and "
+            f"MUSICGPT_MCP_MAX_CREDITS_PER_DAY is {limit.limit:g}. Nothing was submitted. Tell the user; they can wait "
+            "until older jobs leave the 24-hour window, or raise MUSICGPT_MCP_MAX_CREDITS_PER_DAY in the server's "
+            "environment."
         )
     return (
         f"{count(limit.used, 'paid job')} {'was' if limit.used == 1 else 'were'} submitted in the last hour, the most MUSICGPT_MCP_MAX_JOBS_PER_HOUR "

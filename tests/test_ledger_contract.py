@@ -304,7 +304,8 @@ async def test_preview_decides_like_claim_without_claiming(ledger: Ledger) -> No
     await ledger.accepted(job_id, Accepted("task-1", None, 30, 4.0))
     assert isinstance(await ledger.preview(req(), POLICY, T0 + 2), Reused)
     capped = Policy(reuse_seconds=HOUR, max_credits_per_day=4.0, max_jobs_per_hour=1000)
-    assert await ledger.preview(req("sha256:other"), capped, T0 + 3) == LimitReached("credits", 4.0, 4.0)
+    # The same stems were last seen at 4 credits: 4 + 4 would pass the limit of 4.
+    assert await ledger.preview(req("sha256:other"), capped, T0 + 3) == LimitReached("credits", 4.0, 4.0, 4.0)
     assert len(await ledger.jobs("alice", 10, None, None)) == 1
 
 
@@ -327,20 +328,42 @@ async def test_jobs_per_hour_counts_every_chargeable_job_but_not_released_ones(l
     assert isinstance(await ledger.claim(req("sha256:d"), two, T0 + HOUR + 1), Claimed)  # task-a left the hour
 
 
-async def test_credits_per_day_count_the_cost_else_the_estimate(ledger: Ledger) -> None:
+async def test_credits_per_day_count_the_cost_else_the_estimate_else_the_reservation(ledger: Ledger) -> None:
     ten = Policy(reuse_seconds=HOUR, max_credits_per_day=10.0, max_jobs_per_hour=1000)
+    # Nothing seen yet for these two stems: the claim counts the documented 1.5 a stem, 3, which fits.
     await submitted(ledger, req("sha256:a"), T0, "task-a", 6.0, ten)
-    await submitted(ledger, req("sha256:b"), T0 + 1, "task-b", 5.0, ten)  # 6 < 10 when it was claimed
-    assert await ledger.claim(req("sha256:c"), ten, T0 + 2) == LimitReached("credits", 11.0, 10.0)
+    # The next job with the same stems counts the last cost seen, 6: 6 + 6 would pass 10.
+    assert await ledger.claim(req("sha256:b"), ten, T0 + 1) == LimitReached("credits", 6.0, 10.0, 6.0)
 
-    # MusicGPT's stated cost replaces the estimate: 1 + 5.
-    await ledger.update_status("alice", "task-a", status("COMPLETED", cost=1.0, done=True), T0 + 3)
-    assert (await ledger.spending("alice", T0 + 4)).credits_last_day == 6.0
-    await submitted(ledger, req("sha256:c"), T0 + 4, "task-c", None, ten)  # unknown cost counts 0
-    await submitted(ledger, req("sha256:d"), T0 + 5, "task-d", 4.0, ten)
-    assert await ledger.claim(req("sha256:e"), ten, T0 + 6) == LimitReached("credits", 10.0, 10.0)
+    # MusicGPT's stated cost replaces its estimate: 1.
+    await ledger.update_status("alice", "task-a", status("COMPLETED", cost=1.0, done=True), T0 + 2)
+    assert (await ledger.spending("alice", T0 + 3)).credits_last_day == 1.0
+    # A reply without an estimate is not free: the job counts what its claim reserved (the last cost, 1).
+    await submitted(ledger, req("sha256:b"), T0 + 3, "task-b", None, ten)
+    assert (await ledger.spending("alice", T0 + 4)).credits_last_day == 2.0
+    await submitted(ledger, req("sha256:c"), T0 + 4, "task-c", 4.0, ten)
+    await submitted(ledger, req("sha256:d"), T0 + 5, "task-d", 4.0, ten)  # 6 + 4 reaches 10 exactly: allowed
+    assert await ledger.claim(req("sha256:e"), ten, T0 + 6) == LimitReached("credits", 10.0, 10.0, 4.0)
 
-    assert isinstance(await ledger.claim(req("sha256:e"), ten, T0 + DAY + 1.5), Claimed)  # a and b left the day
+    assert isinstance(await ledger.claim(req("sha256:e"), ten, T0 + DAY + 5.5), Claimed)  # a to d left the day
+
+
+async def test_claims_in_flight_and_unknown_outcomes_count_their_reservation(ledger: Ledger) -> None:
+    """A claim counts from the moment it is made, so claims racing for one limit cannot all pass it; and a job
+    whose outcome is unknown never becomes free."""
+    five = Policy(reuse_seconds=HOUR, max_credits_per_day=4.5, max_jobs_per_hour=1000)
+    one_stem = ("bass",)
+    first = await claimed(ledger, req("sha256:a", stems=one_stem), T0, five)  # reserves 1.5
+    second = await claimed(ledger, req("sha256:b", stems=one_stem, options=("Denoise",)), T0 + 1, five)  # 2.0
+    assert (await ledger.spending("alice", T0 + 2)).credits_last_day == 3.5
+    refused = await ledger.claim(req("sha256:c", stems=one_stem), five, T0 + 2)
+    assert refused == LimitReached("credits", 3.5, 4.5, 1.5)
+    await ledger.outcome_unknown(first, "lost")
+    await ledger.release(second)  # certainly not charged: its reservation goes with it
+    assert (await ledger.spending("alice", T0 + 3)).credits_last_day == 1.5
+    # A job that alone would pass the limit is refused: 4 stems at 1.5.
+    big = await ledger.claim(req("sha256:d", stems=("bass", "drums", "piano", "guitar")), five, T0 + 4)
+    assert big == LimitReached("credits", 1.5, 4.5, 6.0)
 
 
 async def test_limits_are_per_owner(ledger: Ledger) -> None:
@@ -588,7 +611,9 @@ async def test_spending_totals_over_the_hour_the_day_and_thirty_days(ledger: Led
     await submitted(ledger, req("sha256:g", owner="bob"), T0 - 1, "task-g", 50.0)
 
     spent = await ledger.spending("alice", T0)
-    assert (spent.credits_last_day, spent.credits_last_30_days, spent.jobs_last_hour) == (5.0, 12.0, 3)
+    # The lost claim and the one in flight count what they reserved: the highest of the last three costs seen
+    # for the same stems (7, 3 and 2). The day: 3 + 2 + 7 + 7; thirty days: that and b's 7.
+    assert (spent.credits_last_day, spent.credits_last_30_days, spent.jobs_last_hour) == (19.0, 26.0, 3)
 
 
 async def test_recent_costs_are_the_newest_comparable_submitted_jobs(ledger: Ledger) -> None:
@@ -651,3 +676,45 @@ async def test_text_a_database_cannot_store_is_kept_readable_instead_of_failing(
     )
     assert names(await ledger.jobs("alice", 10, None, "name\ufffd")) == ["bad\ufffdname\ufffd.wav"]
     assert isinstance(await ledger.claim(odd, POLICY, T0 + 2), Reused)
+
+
+async def test_jobs_from_before_reservations_count_the_documented_assumption(
+    engine: str | None, tmp_path: Path
+) -> None:
+    """A ledger written by the release before reservations: its unknown outcomes and unpriced jobs count the
+    documented 1.5 credits a stem and 0.5 an option once migrated, not 0."""
+    import sqlite3
+
+    from musicgpt_mcp.ledger import postgres as pg_engine
+    from musicgpt_mcp.ledger import sqlite as sqlite_engine
+
+    insert = (
+        "INSERT INTO {table} (owner, account, state, submitted_at, source_kind, source_name, fingerprint, stems, "
+        "stems_key, options, options_key) VALUES ('alice', 'acct-1', 'unknown', {now}, 'url', 'x', 'url:x', {stems}, "
+        "'bass,drums', {options}, 'Denoise')"
+    )
+    if engine is None:
+        folder = tmp_path / "state"
+        folder.mkdir()
+        conn = sqlite3.connect(folder / sqlite_engine.FILE_NAME)
+        conn.executescript(sqlite_engine.MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+        conn.execute(insert.format(table="jobs", now=T0, stems='\'["bass", "drums"]\'', options="'[\"Denoise\"]'"))
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(engine, autocommit=True) as pg:
+            await pg.execute("CREATE TABLE musicgpt_mcp_schema (version integer PRIMARY KEY, applied_at timestamptz)")
+            await pg.execute(pg_engine.MIGRATIONS[0])
+            await pg.execute("INSERT INTO musicgpt_mcp_schema (version) VALUES (1)")
+            await pg.execute(
+                insert.format(
+                    table="musicgpt_mcp_jobs", now=T0, stems="ARRAY['bass','drums']", options="ARRAY['Denoise']"
+                )
+            )
+    opened = await open_ledger(tmp_path / "state", database_url=engine)
+    try:
+        assert (await opened.spending("alice", T0 + 1)).credits_last_day == 3.5
+    finally:
+        await opened.close()

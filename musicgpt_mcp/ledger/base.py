@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
+from ..contract import assumed_credits
+
 if TYPE_CHECKING:
     from ..ratelimit import Limiter
 
@@ -149,6 +151,8 @@ class LimitReached:
     kind: Literal["credits", "jobs"]
     used: float
     limit: float
+    # For "credits": what this job counts at, by `estimate_credits`.
+    needed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -311,13 +315,31 @@ def decide_identical(found: Sequence[Job], policy: Policy, now: float) -> Reused
     return None
 
 
-def decide_limits(jobs_last_hour: int, credits_last_day: float, policy: Policy) -> LimitReached | None:
-    """The spending limits, on the owner's chargeable jobs (every state: a claim may be charged)."""
+def decide_limits(jobs_last_hour: int, credits_last_day: float, policy: Policy, estimate: float) -> LimitReached | None:
+    """The spending limits, on the owner's chargeable jobs (every state: a claim may be charged). A new job
+    must fit under the credit limit at its estimate: counting it at 0 until MusicGPT replies let eight calls
+    at once past a two-credit limit."""
     if jobs_last_hour >= policy.max_jobs_per_hour:
         return LimitReached("jobs", jobs_last_hour, policy.max_jobs_per_hour)
-    if policy.max_credits_per_day is not None and credits_last_day >= policy.max_credits_per_day:
-        return LimitReached("credits", credits_last_day, policy.max_credits_per_day)
+    limit = policy.max_credits_per_day
+    if limit is not None and credits_last_day + estimate > limit + 1e-9:
+        return LimitReached("credits", credits_last_day, limit, estimate)
     return None
+
+
+def estimate_credits(recent_costs: Sequence[float], request: JobRequest) -> float:
+    """What a claim counts at until the job's own figure is known: the highest of the last costs seen for the
+    same stems and options, else the documented assumption per stem and option (contract.py)."""
+    if recent_costs:
+        return max(recent_costs)
+    return assumed_credits(len(request.stems), len(request.options))
+
+
+# How a job counts against the credit limit, in SQL both engines share: MusicGPT's stated cost, else its
+# estimate, else what the claim reserved. Only rows from before reservations existed can fall to 0.
+SPENT: Final = "coalesce(conversion_cost, credit_estimate, reserved, 0)"
+# How many of the last costs for the same stems and options an estimate looks at.
+RECENT_COSTS: Final = 3
 
 
 def storable(text: str) -> str:

@@ -45,6 +45,8 @@ from .base import (
     DAY,
     DEAD_CLAIM_NOTE,
     HOUR,
+    RECENT_COSTS,
+    SPENT,
     Accepted,
     Claimed,
     ClaimResult,
@@ -60,6 +62,7 @@ from .base import (
     decide_identical,
     decide_limits,
     dumps_urls,
+    estimate_credits,
     is_dead_claim,
     loads_urls,
     lookback,
@@ -135,6 +138,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX musicgpt_mcp_rate_calls_by_bucket ON musicgpt_mcp_rate_calls (bucket, at);
     """,
+    # 2: what a claim counts against the daily credit limit until MusicGPT states a figure. Jobs recorded before
+    # it count at the documented assumption (1.5 a stem, 0.5 a clean-up option), never as free.
+    """
+    ALTER TABLE musicgpt_mcp_jobs ADD COLUMN reserved double precision;
+    UPDATE musicgpt_mcp_jobs
+        SET reserved = 1.5 * coalesce(array_length(stems, 1), 0) + 0.5 * coalesce(array_length(options, 1), 0);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -159,7 +169,6 @@ _COLUMNS: Final = (
     "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note"
 )
 _CHARGEABLE: Final = "state IN ('submitting', 'submitted', 'unknown')"
-_SPENT: Final = "coalesce(conversion_cost, credit_estimate, 0)"
 # Which machine this process runs on, for the fingerprint cache.
 _HOST: Final = socket.gethostname()
 
@@ -332,13 +341,13 @@ class PostgresLedger:
     async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
         async with self._connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_OWNER, lock_key(storable(request.owner))))
-            decided = await _decide(conn, request, policy, now, write=True)
+            decided, reserved = await _decide(conn, request, policy, now, write=True)
             if decided is not None:
                 return decided
             cursor = await conn.execute(
                 f"INSERT INTO {_JOBS} (owner, account, state, submitted_at, heartbeat_at, source_kind, source_name, "
-                "fingerprint, stems, stems_key, options, options_key) "
-                "VALUES (%s, %s, 'submitting', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                "fingerprint, stems, stems_key, options, options_key, reserved) "
+                "VALUES (%s, %s, 'submitting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     storable(request.owner),
                     storable(request.account),
@@ -351,6 +360,7 @@ class PostgresLedger:
                     storable(request.stems_key),
                     [storable(o) for o in request.options],
                     storable(request.options_key),
+                    reserved,
                 ),
             )
             row = await cursor.fetchone()
@@ -360,7 +370,7 @@ class PostgresLedger:
     async def preview(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
         """What `claim` would decide now, without claiming (Claimed(0): it would submit)."""
         async with self._connection() as conn:
-            return await _decide(conn, request, policy, now, write=False) or Claimed(0)
+            return (await _decide(conn, request, policy, now, write=False))[0] or Claimed(0)
 
     async def heartbeat(self, job_id: int, now: float) -> None:
         async with self._connection() as conn:
@@ -399,26 +409,13 @@ class PostgresLedger:
 
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT coalesce(conversion_cost, credit_estimate) FROM {_JOBS} WHERE owner = %s AND account = %s "
-                "AND stems_key = %s AND options_key = %s AND state = 'submitted' "
-                "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC, id DESC "
-                "LIMIT %s",
-                (
-                    storable(request.owner),
-                    storable(request.account),
-                    storable(request.stems_key),
-                    storable(request.options_key),
-                    max(limit, 0),
-                ),
-            )
-            return [float(r[0]) for r in await cursor.fetchall()]
+            return await _recent_costs(conn, request, limit)
 
     async def spending(self, owner: str, now: float) -> Spending:
         async with self._connection() as conn:
             cursor = await conn.execute(
                 f"SELECT count(*) FILTER (WHERE submitted_at >= %(hour)s), "
-                f"coalesce(sum({_SPENT}) FILTER (WHERE submitted_at >= %(day)s), 0), coalesce(sum({_SPENT}), 0) "
+                f"coalesce(sum({SPENT}) FILTER (WHERE submitted_at >= %(day)s), 0), coalesce(sum({SPENT}), 0) "
                 f"FROM {_JOBS} WHERE owner = %(owner)s AND {_CHARGEABLE} AND submitted_at >= %(month)s",
                 {"owner": storable(owner), "hour": now - HOUR, "day": now - DAY, "month": now - 30 * DAY},
             )
@@ -539,12 +536,31 @@ class PostgresLedger:
         return PostgresRateLimiter(self.pool, bucket, max_calls, period)
 
 
+async def _recent_costs(conn: AsyncConnection[tuple[Any, ...]], request: JobRequest, limit: int) -> list[float]:
+    cursor = await conn.execute(
+        f"SELECT coalesce(conversion_cost, credit_estimate) FROM {_JOBS} WHERE owner = %s AND account = %s "
+        "AND stems_key = %s AND options_key = %s AND state = 'submitted' "
+        "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC, id DESC "
+        "LIMIT %s",
+        (
+            storable(request.owner),
+            storable(request.account),
+            storable(request.stems_key),
+            storable(request.options_key),
+            max(limit, 0),
+        ),
+    )
+    return [float(r[0]) for r in await cursor.fetchall()]
+
+
 async def _decide(
     conn: AsyncConnection[tuple[Any, ...]], request: JobRequest, policy: Policy, now: float, *, write: bool
-) -> ClaimResult | None:
-    """Reuse, wait, refuse, or None: submit (the rules are base.py's). With `write` (under the owner's lock),
-    the rows read are locked, and dead claims found on the way are recorded as unknown outcomes."""
+) -> tuple[ClaimResult | None, float]:
+    """Reuse, wait, refuse, or None: submit (the rules are base.py's), and what a new claim counts at. With
+    `write` (under the owner's lock), the rows read are locked, and dead claims found on the way are recorded
+    as unknown outcomes."""
     owner = storable(request.owner)
+    estimate = estimate_credits(await _recent_costs(conn, request, RECENT_COSTS), request)
     if not policy.force_new:
         cursor = await conn.execute(
             f"SELECT {_COLUMNS}, heartbeat_at FROM {_JOBS} WHERE owner = %s AND account = %s AND fingerprint = %s "
@@ -571,15 +587,15 @@ async def _decide(
             found.append(job)
         decided = decide_identical(found, policy, now)
         if decided is not None:
-            return decided
+            return decided, estimate
     cursor = await conn.execute(
-        f"SELECT count(*) FILTER (WHERE submitted_at >= %(hour)s), coalesce(sum({_SPENT}), 0) FROM {_JOBS} "
+        f"SELECT count(*) FILTER (WHERE submitted_at >= %(hour)s), coalesce(sum({SPENT}), 0) FROM {_JOBS} "
         f"WHERE owner = %(owner)s AND {_CHARGEABLE} AND submitted_at >= %(day)s",
         {"owner": owner, "hour": now - HOUR, "day": now - DAY},
     )
     usage = await cursor.fetchone()
     assert usage is not None
-    return decide_limits(int(usage[0]), float(usage[1]), policy)
+    return decide_limits(int(usage[0]), float(usage[1]), policy, estimate), estimate
 
 
 def _status_clause(status: str) -> tuple[str, list[Any]]:
