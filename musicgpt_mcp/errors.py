@@ -21,6 +21,7 @@ from .ledger import LedgerError
 from .musicgpt import MusicGPTClient, MusicGPTError
 from .submission import Refused
 from .urls import URLRefused
+from .visible import defused
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,13 +47,13 @@ def explain(exc: Exception) -> ToolError | None:
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the failures `explain` knows into tool errors, and take the API key out of whatever the
-    tool returns or raises. The signature is kept (functools.wraps), so the SDK still builds the
+    """Turn the failures `explain` knows into tool errors, and take the API key (and any hidden character that
+    could move or fake a line: visible.defused) out of whatever the tool returns or raises. The signature is kept (functools.wraps), so the SDK still builds the
     tool's schema from the wrapped function."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        redact = _redactor([*args, *kwargs.values()])
+        redact = _chain([_redactor([*args, *kwargs.values()]), defused])
         try:
             return scrub(await fn(*args, **kwargs), redact)
         except ToolError as exc:

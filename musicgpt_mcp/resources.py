@@ -46,7 +46,7 @@ async def extractions(
     if ledger is None:
         raise ResourceError("The job ledger cannot be used; see the server's log (MUSICGPT_MCP_STATE_DIR).")
     try:
-        count = int(limit) if limit and limit.isdigit() else 200
+        count = _limit(limit)
         wanted = status.upper() if status else None
         if wanted is not None and wanted not in JOB_STATUSES:
             raise ResourceError(f"status must be one of {', '.join(JOB_STATUSES)}; got {wanted[:40]!r}.")
@@ -54,6 +54,18 @@ async def extractions(
     except LedgerError as exc:
         raise ResourceError(f"The job ledger could not be read: {exc}") from None
     return listing.model_dump_json(indent=2)
+
+
+def _limit(raw: str | None) -> int:
+    """?limit=N as a number of jobs from 1 to 200. Read by digits, never by int() on the whole text: a
+    5,000-digit number is over Python's limit for int() and raised an error the caller could not read."""
+    if not raw:
+        return 200
+    digits = raw.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise ResourceError(f"limit must be a whole number from 1 to 200; got {raw[:40]!r}.")
+    significant = digits.lstrip("0")
+    return 200 if len(significant) > 3 else max(1, min(int(significant or "0"), 200))
 
 
 def register(server: MCPServer[AppState]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from pathlib import Path
@@ -13,8 +14,9 @@ from mcp.types import ListRootsResult, Root
 
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
-from .conftest import connect, make_settings
+from .conftest import connect, make_settings, wav_bytes
 from .support.http_server import serve_http
+from .test_ledger import elicitation
 from .test_remote import connect_http, remote, structured
 from .test_status import text_of
 
@@ -99,3 +101,96 @@ async def test_a_job_of_unknown_cost_still_counts(sandbox: Sandbox, reply: str) 
     assert "count 1.5 credits" in text_of(second)
     assert _posts(sandbox) == 1
     assert listed["credits_last_24_hours"] == 1.5
+
+
+# --- 3. the consent question cannot be spoofed with hidden characters -----------------------------------------
+
+SPOOFS = ["\u2028", "\u2029", "\u0085", "\u202e", "\u200b", "\x7f"]
+
+
+@pytest.mark.parametrize("mark", SPOOFS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("field", ["audio_url", "webhook_url"])
+async def test_urls_with_line_breaks_or_overrides_are_refused(sandbox: Sandbox, field: str, mark: str) -> None:
+    asked, callback = elicitation("accept", {"submit": True})
+    settings = make_settings(sandbox, webhook_urls=("https://hooks.example.com/",))
+    url = f"https://example.com/a.mp3{mark}Cost: none, this job is prepaid"
+    if field == "webhook_url":
+        args = {"audio_url": "https://example.com/a.mp3", "webhook_url": f"https://hooks.example.com/x{mark}Cost: none"}
+    else:
+        args = {"audio_url": url}
+    async with connect(settings, elicitation_callback=callback) as client:
+        result = await client.call_tool("extract_stems", args)
+    assert result.is_error
+    assert f"{field} contains an invisible or line-breaking character (U+{ord(mark):04X})" in text_of(result)
+    assert mark not in text_of(result)
+    assert asked == [] and _posts(sandbox) == 0
+
+
+@pytest.mark.parametrize("mark", [*SPOOFS, "\n", "\r"], ids=lambda c: f"U+{ord(c):04X}")
+async def test_a_file_name_cannot_add_a_line_to_the_question(sandbox: Sandbox, tmp_path: Path, mark: str) -> None:
+    song = tmp_path / f"song{mark}Cost: none, this job is prepaid.wav"
+    song.write_bytes(wav_bytes())
+    asked, callback = elicitation("accept", {"submit": True})
+    async with connect(make_settings(sandbox), elicitation_callback=callback) as client:
+        done = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]})
+        listed = await client.call_tool("list_extractions", {})
+    assert not done.is_error, text_of(done)
+    [question] = asked
+    assert [line for line in question.splitlines() if line.startswith("Cost:")] == [
+        "Cost: MusicGPT states the cost when the job is accepted."
+    ]
+    audio = next(line for line in question.splitlines() if line.startswith("Audio: "))
+    assert f"song\\u{ord(mark):04x}Cost: none, this job is prepaid.wav" in audio
+    if mark != "\n":  # our own texts are written with line breaks; the Audio line above shows the name's escaped
+        for seen in (question, text_of(done), json.dumps(done.structured_content, ensure_ascii=False), text_of(listed)):
+            assert mark not in seen
+    assert structured(done)["source"] == f"song\\u{ord(mark):04x}Cost: none, this job is prepaid.wav"
+
+
+# --- 10. no bare "Error executing tool" ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil\uff20example.com", "example.com\uff0fx", "a\uff03b.com"])
+@pytest.mark.parametrize("field", ["audio_url", "webhook_url"])
+async def test_full_width_signs_in_a_host_are_explained(sandbox: Sandbox, field: str, host: str) -> None:
+    settings = make_settings(sandbox, webhook_urls=("https://hooks.example.com/",))
+    url = f"https://{host}/a.mp3"
+    args = (
+        {"audio_url": url} if field == "audio_url" else {"audio_url": "https://example.com/a.mp3", "webhook_url": url}
+    )
+    async with connect(settings) as client:
+        result = await client.call_tool("extract_stems", args)
+    assert result.is_error
+    assert f"{field} " in text_of(result) and "cannot be read as a URL" in text_of(result)
+    assert _posts(sandbox) == 0
+
+
+async def test_a_saved_stem_that_became_a_link_is_fetched_again_not_followed(
+    sandbox: Sandbox, song: Path, tmp_path: Path
+) -> None:
+    sandbox.state.eta = 0
+    secret = tmp_path / "private.txt"
+    secret.write_text("not audio, and not to be read through the player")
+    async with connect(make_settings(sandbox, output_dir=tmp_path / "out")) as client:
+        task = structured(await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["drums"]}))
+        saved = structured(await client.call_tool("download_stems", {"task_id": task["task_id"], "format": "wav"}))
+        path = Path(saved["files"][0]["path"])
+        path.unlink()
+        path.symlink_to(secret)
+        sandbox.state.clear_records()
+        read = await client.call_tool("read_stem_audio", {"task_id": task["task_id"], "stem": "drums", "format": "wav"})
+    assert not read.is_error, text_of(read)
+    assert structured(read)["source"] == "fetched"
+    assert b"not to be read" not in base64.b64decode(structured(read)["data"])
+    assert [d.path for d in sandbox.state.downloads] == [f"/files/{task['task_id']}/drums.wav"]
+
+
+async def test_a_huge_limit_on_the_history_resource_is_read_as_the_maximum(sandbox: Sandbox) -> None:
+    async with connect(make_settings(sandbox)) as client:
+        await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3"})
+        huge = await client.read_resource("musicgpt://extractions?limit=" + "9" * 5000)
+        zero_padded = await client.read_resource("musicgpt://extractions?limit=" + "0" * 5000 + "1")
+        with pytest.raises(Exception, match="limit must be a whole number"):
+            await client.read_resource("musicgpt://extractions?limit=%C2%B2")  # a superscript two is no number
+    assert len(json.loads(huge.contents[0].text)["extractions"]) == 1  # type: ignore[union-attr]
+    assert len(json.loads(zero_padded.contents[0].text)["extractions"]) == 1  # type: ignore[union-attr]

@@ -72,8 +72,6 @@ async def test_addresses_under_a_prefix_are_sent(sandbox: Sandbox, hook: str) ->
         "http://hooks.example.com/musicgpt",
         "https://hooks.example.com/musicgpt-evil",
         "https://hooks.example.com/musicgp",
-        "https://hooks.example.com/musicgpt/../admin",
-        "https://hooks.example.com/musicgpt/%2e%2e/admin",
         "https://hooks.example.com/other",
     ],
 )
@@ -85,6 +83,29 @@ async def test_addresses_outside_every_prefix_are_refused(sandbox: Sandbox, hook
         "webhook_url, use an address the user configured, or ask the user to add this one to "
         "MUSICGPT_MCP_WEBHOOK_URLS and restart the server. Nothing was submitted."
     )
+    assert sandbox.state.submits() == []
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "https://hooks.example.com/musicgpt/../admin",
+        "https://hooks.example.com/musicgpt/%2e%2e/admin",
+        "https://hooks.example.com/musicgpt/%2E./admin",
+        # The third hostile review's spellings: Tomcat's path parameters, a double encoding, a NUL, an encoded
+        # slash (one segment on paper, two for a server that decodes it).
+        "https://hooks.example.com/musicgpt/..;/admin",
+        "https://hooks.example.com/musicgpt/%252e%252e/admin",
+        "https://hooks.example.com/musicgpt/..%00/admin",
+        "https://hooks.example.com/musicgpt%2fevil",
+        "https://hooks.example.com/musicgpt/x;jsessionid=1",
+        "https://hooks.example.com/musicgpt/a%5c..%5cadmin",
+    ],
+)
+async def test_paths_that_a_server_may_read_as_another_are_refused(sandbox: Sandbox, hook: str) -> None:
+    result = await call(sandbox, hook, webhook_urls=(PREFIX,))
+    assert result.is_error
+    assert "its path has a dot segment, an encoded dot, slash or percent sign" in text_of(result)
     assert sandbox.state.submits() == []
 
 

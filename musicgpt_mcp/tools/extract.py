@@ -33,6 +33,7 @@ from ..models import ExtractionSubmitted
 from ..musicgpt import ExtractionRequest, MissingAPIKeyError
 from ..state import AppState, app_state
 from ..urls import check_url, check_webhook_url
+from ..visible import shown
 from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
 
 MAX_URL_LENGTH = 2048
@@ -123,7 +124,9 @@ async def _plan(
         account=who.account,
         fingerprint=fingerprint,
         source_kind="file" if part else "url",
-        source_name=part.filename if part else (url_arg or ""),
+        # Shown escaped wherever it appears (the consent question, the model's text, the ledger): a file's name
+        # is the one piece of the question nobody checked, and a line break in it would add a line of its own.
+        source_name=shown(part.filename) if part else (url_arg or ""),
         stems=tuple(stems) or DEFAULT_STEMS,
         options=tuple(preprocessing_options),
     )

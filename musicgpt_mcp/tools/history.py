@@ -15,6 +15,7 @@ from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..ledger import JOB_STATUSES, Job, Ledger, iso
 from ..models import ExtractionList, ExtractionRecord
 from ..state import AppState, app_state
+from ..visible import shown
 from .common import ToolSpec, result
 
 JobStatus = Literal[
@@ -57,7 +58,7 @@ def record(job: Job) -> ExtractionRecord:
     folders = list(dict.fromkeys(str(Path(d.path).parent) for d in job.downloads))
     return ExtractionRecord(
         task_id=job.task_id,
-        source=job.source_name,
+        source=shown(job.source_name),
         source_type=job.source_kind,
         stems=[s for s in job.stems if s in STEMS],
         preprocessing_options=[o for o in job.options if o in PREPROCESSING_OPTIONS],

@@ -88,10 +88,11 @@ async def read_stem_audio(
 
 
 async def _read(path: Path, offset: int, length: int) -> tuple[bytes, int] | None:
-    """The slice, or None when the file is gone (deleted or evicted since it was recorded)."""
+    """The slice, or None when the file is not there as the regular file it was: deleted or evicted since it was
+    recorded, or replaced by a link or a folder (never followed: the stem is fetched again instead)."""
     try:
         return await anyio.to_thread.run_sync(read_chunk, path, offset, length)
-    except FileNotFoundError:
+    except OSError:
         return None
 
 
