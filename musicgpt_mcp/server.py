@@ -12,11 +12,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import SecretStr
 
 from . import __version__, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
-from .state import AppState, Transport, account_of
+from .state import AppState, Transport
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def create_server(
     *,
     transport: Transport = "stdio",
     on_state: Callable[[AppState], object] | None = None,
+    secret: SecretStr | None = None,
     **server_options: Any,
 ) -> MCPServer[AppState]:
     """The server. Configuration is `settings`, or made by calling it, or (None) read from the
@@ -76,9 +78,10 @@ def create_server(
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
             logs.redact(resolved.api_key.get_secret_value())
-        state = AppState(client=client, settings=resolved, transport=transport)
+        state = AppState(client=client, settings=resolved, transport=transport, secret=secret)
         key = resolved.api_key.get_secret_value() if resolved.api_key is not None else None
-        client.status_limiter, client.submit_limiter = state.limiters(account_of(client.base_url, key))
+        # Named on first use: over stdio the name's key is read from the state folder, which listing tools never touches.
+        client.status_limiter, client.submit_limiter = state.limiters(lambda: state.account(client.base_url, key))
         if on_state is not None:
             on_state(state)  # the HTTP transport's health check reads the ledger through it
         try:

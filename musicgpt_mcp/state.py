@@ -6,10 +6,10 @@ nothing here is "the" user: `who()` names the caller of the request being served
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -20,11 +20,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import SecretStr
 
 from . import contract
-from .config import Settings, default_state_dir
+from .config import ConfigError, Settings, default_state_dir
 from .identity import LOCAL_OWNER, current_caller
 from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledger
 from .musicgpt import MusicGPTClient, TaskNotFoundError
 from .ratelimit import Limiter, SharedLimiter
+from .secret import account_name, derived, kept_secret, legacy_account_name
 from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,6 @@ Transport = Literal["stdio", "http"]
 KEYED_ACCOUNTS: Final = 4096
 
 
-def account_of(base_url: str, api_key: str | None) -> str:
-    """Which MusicGPT account (and endpoint) a job belongs to, without storing the key: a job
-    submitted with one key is never reused for another, nor a sandbox job for the real API."""
-    material = f"musicgpt-mcp account\0{base_url}\0{api_key or ''}".encode()
-    return hashlib.sha256(material).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class Who:
     """The caller of one request: who owns the jobs, and the client that pays with their key."""
@@ -49,6 +43,8 @@ class Who:
     owner: str
     client: MusicGPTClient
     account: str
+    # The unkeyed name earlier releases gave the same account, until its jobs are renamed (`adopt_account`).
+    legacy_account: str
 
 
 @dataclass
@@ -63,6 +59,10 @@ class AppState:
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
     # Stems the player fetched from storage (made on first use).
     stem_cache: StemCache = field(default_factory=StemCache)
+    # The server secret (HTTP: always given); over stdio the one kept in the state folder, read on first use.
+    secret: SecretStr | None = None
+    _account_key: bytes | None = None
+    _adopted: set[str] = field(default_factory=set)
 
     def require(self) -> tuple[MusicGPTClient, Settings]:
         if self.client is None or self.settings is None:
@@ -95,14 +95,52 @@ class AppState:
         if caller.own_key and caller.api_key is not None:
             client = self._client_for(caller.api_key)
         key = caller.api_key.get_secret_value() if caller.api_key is not None else None
-        return Who(owner=caller.owner, client=client, account=account_of(client.base_url, key))
+        return Who(
+            owner=caller.owner,
+            client=client,
+            account=self.account(client.base_url, key),
+            legacy_account=legacy_account_name(client.base_url, key),
+        )
+
+    def account(self, base_url: str, api_key: str | None) -> str:
+        """The ledger's name for the MusicGPT account of `api_key`: keyed with the server secret."""
+        key = self._key_for_accounts()
+        return account_name(key, base_url, api_key) if key else legacy_account_name(base_url, api_key)
+
+    def _key_for_accounts(self) -> bytes:
+        """The key account names are made with: the server secret. Over stdio that is MUSICGPT_MCP_SERVER_SECRET,
+        else the one kept in the state folder; but servers sharing a PostgreSQL ledger must name an account alike,
+        so without a configured secret they name it as earlier releases did, unkeyed."""
+        if self._account_key is None:
+            settings = self.settings
+            secret = self.secret or (settings.remote.server_secret if settings is not None else None)
+            if secret is None and settings is not None and settings.remote.database_url is None:
+                try:
+                    secret = kept_secret(settings.state_dir or default_state_dir())
+                except ConfigError as exc:
+                    # No secret means no state folder, so no ledger either: nothing is recorded under the name.
+                    log.warning("accounts are named without a key: %s", exc)
+            self._account_key = derived(secret, "musicgpt accounts").encode() if secret is not None else b""
+        return self._account_key
+
+    async def adopt_account(self, ledger: Ledger, who: Who) -> None:
+        """Rename this caller's jobs recorded under the account's unkeyed name (earlier releases) to its keyed
+        one, once per process, so reuse and the unknown-outcome guard still find them."""
+        if who.account in self._adopted or who.account == who.legacy_account:
+            return
+        try:
+            await ledger.rename_account(who.owner, who.legacy_account, who.account)
+        except LedgerError as exc:
+            log.warning("could not rename the jobs of an account to its keyed name: %s", exc)
+            return
+        self._adopted.add(who.account)
 
     def _client_for(self, key: SecretStr) -> MusicGPTClient:
         """A client for a caller's own key, for this request only (the key is not kept past it). It
         uses the operator client's connection pools; its share of MusicGPT's per-key rate limits is
         kept by account (a hash, never the key) so it holds from one request to the next."""
         client, _ = self.require()
-        account = account_of(client.base_url, key.get_secret_value())
+        account = self.account(client.base_url, key.get_secret_value())
         limits = self._keyed_limits.get(account)
         if limits is None:
             limits = self._keyed_limits[account] = self.limiters(account)
@@ -113,14 +151,17 @@ class AppState:
         status, submit = limits
         return client.with_key(key, status_limiter=status, submit_limiter=submit)
 
-    def limiters(self, account: str) -> tuple[Limiter, Limiter]:
-        """MusicGPT's status and submit budgets for one account: shared with every replica when the
-        ledger is PostgreSQL, else this process's own."""
+    def limiters(self, account: str | Callable[[], str]) -> tuple[Limiter, Limiter]:
+        """MusicGPT's status and submit budgets for one account (named now, or on first use): shared with every
+        replica when the ledger is PostgreSQL, else this process's own."""
 
         def shared(kind: str, calls: int) -> Limiter:
             async def make() -> Limiter | None:
                 ledger = await self.ledger()
-                return ledger.rate_limiter(f"{kind}:{account}", calls, contract.RATE_WINDOW) if ledger else None
+                if ledger is None:
+                    return None
+                name = account if isinstance(account, str) else account()
+                return ledger.rate_limiter(f"{kind}:{name}", calls, contract.RATE_WINDOW)
 
             return SharedLimiter(make, calls, contract.RATE_WINDOW)
 
@@ -239,4 +280,4 @@ def app_state(ctx: Context[AppState]) -> AppState:
     return ctx.request_context.lifespan_context
 
 
-__all__ = ["LOCAL_OWNER", "AppState", "Who", "account_of", "app_state"]
+__all__ = ["LOCAL_OWNER", "AppState", "Who", "app_state"]

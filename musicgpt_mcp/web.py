@@ -12,12 +12,8 @@ issuer, replicas without a shared secret. A message says which variable to set.
 from __future__ import annotations
 
 import gc
-import hashlib
-import hmac
 import ipaddress
 import logging
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .config import ConfigError, Settings, default_state_dir
+from .secret import derived, kept_secret
 from .state import AppState
 from .tool_list_cache import ToolListCache
 
@@ -39,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MCP_PATH: Final = "/mcp"
 LOOPBACK_NAMES: Final = ("localhost", "127.0.0.1", "::1")
-SECRET_FILE: Final = "server-secret"  # noqa: S105 - the file name, not a secret
 
 
 def is_loopback(host: str) -> bool:
@@ -97,27 +93,7 @@ def _secret(settings: Settings) -> SecretStr:
             "too (at least 32 characters, e.g. `openssl rand -hex 32`), or a replica could not read what another "
             "handed a client, and header-mode users would change names between replicas."
         )
-    folder = settings.state_dir or default_state_dir()
-    path = folder / SECRET_FILE
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return SecretStr(path.read_text().strip())
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        log.info("generated a server secret in %s", path)
-        return SecretStr(path.read_text().strip())
-    except OSError as exc:
-        raise ConfigError(
-            f"Cannot keep a server secret in {path} ({exc.strerror or exc}); set MUSICGPT_MCP_SERVER_SECRET."
-        ) from None
-
-
-def derived(secret: SecretStr, purpose: str) -> str:
-    """A key for one purpose, so one leaked use cannot serve another."""
-    return hmac.new(secret.get_secret_value().encode(), purpose.encode(), hashlib.sha256).hexdigest()
+    return kept_secret(settings.state_dir or default_state_dir())
 
 
 def transport_security(public_url: str) -> TransportSecuritySettings:
@@ -161,7 +137,7 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
             validate_token_resource=True,
         )
     states: list[AppState] = []
-    server = create_server(settings, transport="http", on_state=states.append, **options)
+    server = create_server(settings, transport="http", on_state=states.append, secret=http.secret, **options)
 
     async def healthz(request: Request) -> Response:
         return await health(states)

@@ -194,3 +194,64 @@ async def test_a_huge_limit_on_the_history_resource_is_read_as_the_maximum(sandb
             await client.read_resource("musicgpt://extractions?limit=%C2%B2")  # a superscript two is no number
     assert len(json.loads(huge.contents[0].text)["extractions"]) == 1  # type: ignore[union-attr]
     assert len(json.loads(zero_padded.contents[0].text)["extractions"]) == 1  # type: ignore[union-attr]
+
+
+# --- 5. a server secret cut short is never used ---------------------------------------------------------------
+
+
+def test_a_short_kept_secret_is_refused_and_a_new_one_is_written_whole(tmp_path: Path, monkeypatch: Any) -> None:
+    from musicgpt_mcp import secret as secret_module
+    from musicgpt_mcp.config import ConfigError, Settings
+    from musicgpt_mcp.web import plan
+
+    settings = Settings(api_key=None, state_dir=tmp_path / "state")
+    # A first start whose disk filled up while the secret was written leaves no file behind, not a short one.
+    real_fsync = secret_module.os.fsync
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(secret_module.os, "fsync", disk_full)
+    with pytest.raises(ConfigError, match="No space left on device"):
+        plan(settings, "127.0.0.1", 8000)
+    assert list((tmp_path / "state").iterdir()) == []
+    monkeypatch.setattr(secret_module.os, "fsync", real_fsync)
+    kept = plan(settings, "127.0.0.1", 8000).secret.get_secret_value()
+    assert len(kept) == 64 and (tmp_path / "state" / "server-secret").read_text() == kept
+    assert plan(settings, "127.0.0.1", 8000).secret.get_secret_value() == kept  # read again, unchanged
+
+    # A short one left by an earlier release is never used: the start is refused, naming the file.
+    (tmp_path / "state" / "server-secret").write_text("a")
+    with pytest.raises(ConfigError, match=r"server-secret is damaged: it holds 1 characters"):
+        plan(settings, "127.0.0.1", 8000)
+
+
+# --- 6. accounts are named with a keyed hash ------------------------------------------------------------------
+
+
+async def test_header_mode_names_accounts_with_a_keyed_hash_and_renames_old_rows(sandbox: Sandbox) -> None:
+    import hashlib
+    import sqlite3
+
+    key = "mgpt-user-A-key-0123456789"
+    sandbox.state.accept_any_key = True
+    settings = dataclasses.replace(remote(sandbox, auth="header"), api_key=None)
+    assert settings.state_dir is not None
+    ledger_file = settings.state_dir / "ledger.sqlite3"
+    unkeyed = hashlib.sha256(f"musicgpt-mcp account\0{sandbox.base_url}\0{key}".encode()).hexdigest()[:32]
+    url = {"audio_url": "https://example.com/a.mp3"}
+    with serve_http(settings) as server:
+        async with connect_http(server.url, key=key) as client:
+            first = structured(await client.call_tool("extract_stems", url))
+    with sqlite3.connect(ledger_file) as db:
+        [(account,)] = db.execute("SELECT account FROM jobs").fetchall()
+        # What an earlier release wrote: the unkeyed name, which confirms a guessed key offline.
+        db.execute("UPDATE jobs SET account = ?", (unkeyed,))
+    assert account.startswith("acct:") and unkeyed not in account
+    with serve_http(settings) as server:
+        async with connect_http(server.url, key=key) as client:
+            again = structured(await client.call_tool("extract_stems", url))
+    with sqlite3.connect(ledger_file) as db:
+        assert db.execute("SELECT account FROM jobs").fetchall() == [(account,)]
+    assert again["reused"] is True and again["task_id"] == first["task_id"]  # found under its old name
+    assert _posts(sandbox) == 1

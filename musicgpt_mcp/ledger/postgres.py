@@ -407,6 +407,13 @@ class PostgresLedger:
         async with self._connection() as conn:
             await conn.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND state = 'submitting'", (job_id,))
 
+    async def rename_account(self, owner: str, old: str, new: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                f"UPDATE {_JOBS} SET account = %s WHERE owner = %s AND account = %s",
+                (storable(new), storable(owner), old),
+            )
+
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
         async with self._connection() as conn:
             return await _recent_costs(conn, request, limit)

@@ -331,6 +331,13 @@ class SQLiteLedger:
     async def release(self, job_id: int) -> None:
         await self._run(lambda c: c.execute("DELETE FROM jobs WHERE id = ? AND state = 'submitting'", (job_id,)))
 
+    async def rename_account(self, owner: str, old: str, new: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET account = ? WHERE owner = ? AND account = ?", (storable(new), storable(owner), old)
+            )
+        )
+
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
         return await self._run(lambda conn: _recent_costs(conn, request, limit))
 

@@ -111,6 +111,7 @@ async def _plan(
     if not who.client.has_key:
         raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
     ledger = await state.require_ledger()
+    await state.adopt_account(ledger, who)
     part = None
     if file_arg:
         part = await anyio.to_thread.run_sync(
