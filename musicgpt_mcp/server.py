@@ -14,7 +14,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from . import __version__, completions, logs, player, prompts, resources, tools
+from . import __version__, answers, completions, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState, Transport
@@ -102,6 +102,7 @@ def create_server(
         tools=tools.build(offered),
         **server_options,
     )
+    answers.install(server)
     resources.register(server)
     prompts.register(server)
     completions.register(server, prompts.CHOICES)

@@ -89,11 +89,13 @@ async def submit(
     on_file_bytes: Callable[[int], Awaitable[None]] | None = None,
     *,
     may_submit: bool = True,
+    answer: str | None = None,
 ) -> Outcome:
     """Reuse, wait for, or submit the job; never two POSTs for one identical request on our own.
 
     `may_submit` False: the caller expected a reuse and has no consent to pay, so a claim that would
-    submit is given back instead."""
+    submit is given back instead. `answer`: the consent answer that allows this submission (answers.py),
+    spent by it: a second submission on the same answer is refused."""
     while True:
         try:
             claim = await ledger.claim(request, policy, time.time())
@@ -122,7 +124,24 @@ async def submit(
                 "left the reuse window, while this call ran). Nothing was submitted. Call extract_stems again to "
                 "submit a new paid job."
             )
+        if answer is not None:
+            await _spend(ledger, claim.job_id, answer)
         return await _submit_claimed(ledger, client, claim.job_id, request, extraction, on_file_bytes)
+
+
+async def _spend(ledger: Ledger, job_id: int, answer: str) -> None:
+    """Spend the consent answer on this claim, or give the claim back and refuse."""
+    try:
+        fresh = await ledger.spend_answer(answer, time.time())
+    except LedgerError as exc:
+        await _settle(ledger, job_id, "not_sent", str(exc))
+        raise Refused(f"The job ledger could not be used ({exc}), so nothing was submitted. Try again.") from None
+    if not fresh:
+        await _settle(ledger, job_id, "not_sent", "consent answer already spent")
+        raise Refused(
+            "This answer to the consent question was already used for a paid job, and one answer buys one job. "
+            "Nothing was submitted. Call extract_stems again if the user wants another job: they will be asked again."
+        )
 
 
 async def _submit_claimed(

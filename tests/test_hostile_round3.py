@@ -255,3 +255,73 @@ async def test_header_mode_names_accounts_with_a_keyed_hash_and_renames_old_rows
         assert db.execute("SELECT account FROM jobs").fetchall() == [(account,)]
     assert again["reused"] is True and again["task_id"] == first["task_id"]  # found under its old name
     assert _posts(sandbox) == 1
+
+
+# --- 4. a recorded consent answer cannot be replayed ----------------------------------------------------------
+
+
+async def _answered_twice(client: Any, args: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """What a 2026-07-28 client does (ask, answer), then the same answering request sent again, twice."""
+    from mcp.types import ElicitResult, InputRequiredResult
+
+    asked = await client.session.call_tool("extract_stems", args, allow_input_required=True)
+    assert isinstance(asked, InputRequiredResult), asked
+    responses = {key: ElicitResult(action="accept", content={"submit": True}) for key in asked.input_requests or {}}
+    again = {"input_responses": responses, "request_state": asked.request_state, "allow_input_required": True}
+    first = await client.session.call_tool("extract_stems", args, **again)
+    replays = [await client.session.call_tool("extract_stems", args, **again) for _ in range(2)]
+    return first, replays
+
+
+async def _three_earlier_jobs(sandbox: Sandbox, **settings: Any) -> Any:
+    """Settings whose ledger already holds three jobs with the default stems: the consent question then quotes
+    their costs ("the last 3 jobs ... cost 2, 2, 2 credits"), and stays word for word the same after another
+    such job, as it did for the review (a question that changes is asked afresh, which hid the replay)."""
+    quiet = make_settings(sandbox, confirm="never", **settings)
+    async with connect(quiet) as client:
+        for n in range(3):
+            structured(await client.call_tool("extract_stems", {"audio_url": f"https://example.com/earlier-{n}.mp3"}))
+    sandbox.state.clear_records()
+    return dataclasses.replace(quiet, confirm="auto")
+
+
+async def test_a_consent_answer_buys_one_job_in_process(sandbox: Sandbox) -> None:
+    settings = await _three_earlier_jobs(sandbox)
+    _, callback = elicitation("accept", {"submit": True})
+    args = {"audio_url": "https://example.com/a.mp3", "force_new": True}
+    async with connect(settings, elicitation_callback=callback) as client:
+        first, replays = await _answered_twice(client, args)
+    assert not first.is_error, text_of(first)
+    for replay in replays:
+        assert replay.is_error and "already used for a paid job" in text_of(replay)
+    assert _posts(sandbox) == 1
+
+
+async def test_a_consent_answer_buys_one_job_across_replicas(sandbox: Sandbox, postgres_url: str) -> None:
+    """Over HTTP with a shared database: the replay reaches another replica, which knows the answer is spent."""
+    from mcp.types import ElicitResult, InputRequiredResult
+    from pydantic import SecretStr
+
+    base = remote(sandbox)
+    settings = dataclasses.replace(base, remote=dataclasses.replace(base.remote, database_url=SecretStr(postgres_url)))
+    quiet = dataclasses.replace(settings, confirm="never")
+    _, callback = elicitation("accept", {"submit": True})
+    args = {"audio_url": "https://example.com/b.mp3", "force_new": True}
+    with serve_http(quiet) as setup:
+        async with connect_http(setup.url) as client:
+            for n in range(3):
+                url = f"https://example.com/earlier-{n}.mp3"
+                structured(await client.call_tool("extract_stems", {"audio_url": url}))
+    sandbox.state.clear_records()
+    with serve_http(settings) as one, serve_http(settings) as two:
+        async with connect_http(one.url, elicitation_callback=callback) as a:
+            asked = await a.session.call_tool("extract_stems", args, allow_input_required=True)
+            assert isinstance(asked, InputRequiredResult)
+            responses = {k: ElicitResult(action="accept", content={"submit": True}) for k in asked.input_requests or {}}
+            answer = {"input_responses": responses, "request_state": asked.request_state, "allow_input_required": True}
+            paid = await a.session.call_tool("extract_stems", args, **answer)
+        async with connect_http(two.url, elicitation_callback=callback) as b:
+            replay = await b.session.call_tool("extract_stems", args, **answer)
+    assert not paid.is_error, text_of(paid)
+    assert replay.is_error and "already used for a paid job" in text_of(replay)
+    assert _posts(sandbox) == 1

@@ -36,6 +36,9 @@ UNKNOWN_GUARD: Final = DAY
 # killed mid-submit); its outcome is then unknown. The submitting process refreshes it every few seconds.
 STALE_CLAIM: Final = 60.0
 HEARTBEAT: Final = 5.0
+# How long a spent consent answer is remembered: far past the 600 s for which the sealed state carrying it is
+# valid, so it cannot be spent twice.
+ANSWER_MEMORY: Final = DAY
 
 
 class LedgerError(Exception):
@@ -247,6 +250,10 @@ class Ledger(Protocol):
     async def release(self, job_id: int) -> None: ...
 
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]: ...
+
+    async def spend_answer(self, token: str, now: float) -> bool:
+        """Record that the consent answer `token` bought a submission; False when it already had."""
+        ...
 
     async def rename_account(self, owner: str, old: str, new: str) -> None:
         """Give the owner's jobs recorded under account name `old` the name `new`."""

@@ -42,6 +42,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from .base import (
+    ANSWER_MEMORY,
     DAY,
     DEAD_CLAIM_NOTE,
     HOUR,
@@ -144,6 +145,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE musicgpt_mcp_jobs ADD COLUMN reserved double precision;
     UPDATE musicgpt_mcp_jobs
         SET reserved = 1.5 * coalesce(array_length(stems, 1), 0) + 0.5 * coalesce(array_length(options, 1), 0);
+    """,
+    # 3: consent answers already spent on a submission (a digest of the sealed state that carried each).
+    """
+    CREATE TABLE musicgpt_mcp_answers (token text PRIMARY KEY, spent_at double precision NOT NULL);
+    CREATE INDEX musicgpt_mcp_answers_by_time ON musicgpt_mcp_answers (spent_at);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -406,6 +412,15 @@ class PostgresLedger:
     async def release(self, job_id: int) -> None:
         async with self._connection() as conn:
             await conn.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND state = 'submitting'", (job_id,))
+
+    async def spend_answer(self, token: str, now: float) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM musicgpt_mcp_answers WHERE spent_at < %s", (now - ANSWER_MEMORY,))
+            cursor = await conn.execute(
+                "INSERT INTO musicgpt_mcp_answers (token, spent_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (storable(token), now),
+            )
+            return cursor.rowcount == 1
 
     async def rename_account(self, owner: str, old: str, new: str) -> None:
         async with self._connection() as conn:

@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from .base import (
+    ANSWER_MEMORY,
     DAY,
     DEAD_CLAIM_NOTE,
     HOUR,
@@ -114,6 +115,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE jobs ADD COLUMN reserved REAL;
     UPDATE jobs SET reserved = 1.5 * json_array_length(stems) + 0.5 * json_array_length(options)
+    """,
+    # 3: consent answers already spent on a submission (a digest of the sealed state that carried each).
+    """
+    CREATE TABLE answers (token TEXT PRIMARY KEY, spent_at REAL NOT NULL);
+    CREATE INDEX answers_by_time ON answers (spent_at)
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -330,6 +336,17 @@ class SQLiteLedger:
 
     async def release(self, job_id: int) -> None:
         await self._run(lambda c: c.execute("DELETE FROM jobs WHERE id = ? AND state = 'submitting'", (job_id,)))
+
+    async def spend_answer(self, token: str, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            with self._write(conn):
+                conn.execute("DELETE FROM answers WHERE spent_at < ?", (now - ANSWER_MEMORY,))
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO answers (token, spent_at) VALUES (?, ?)", (storable(token), now)
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(run)
 
     async def rename_account(self, owner: str, old: str, new: str) -> None:
         await self._run(

@@ -22,7 +22,7 @@ from mcp.server.mcpserver.resolve import Elicit
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from .. import submission, summaries
+from .. import answers, submission, summaries
 from ..catalog import DEFAULT_STEMS
 from ..errors import tool_errors
 from ..files import check_audio_file
@@ -256,8 +256,12 @@ async def extract_stems(
     may_submit = _consented(consent)
     ledger = await state.require_ledger()
     progress = _upload_progress(ctx, plan.extraction.audio_file.size) if plan.extraction.audio_file else None
+    # An answer given in an input-required round (2026-07-28) is spent by the submission it allows.
+    answer = (
+        answers.current() if isinstance(consent, AcceptedElicitation) and isinstance(consent.data, Consent) else None
+    )
     outcome = await submission.submit(
-        ledger, client, plan.request, plan.extraction, plan.policy, progress, may_submit=may_submit
+        ledger, client, plan.request, plan.extraction, plan.policy, progress, may_submit=may_submit, answer=answer
     )
     submitted = submitted_model(outcome.job, outcome.reused, time.time())
     text = summaries.submitted(submitted, outcome.job.status, downloads_offered=state.offers_downloads)
