@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .config import ConfigError, Settings, default_state_dir
+from .http_guard import uvicorn_config
 from .secret import derived, kept_secret
 from .state import AppState
 from .tool_list_cache import ToolListCache
@@ -189,17 +190,8 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[HttpPlan
     gc.freeze()
     # One line per request at INFO from the SDK's stateless transport is noise in a server's log.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        # uvicorn's own logging config writes access lines to stdout; ours goes to stderr only.
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        # get_extraction holds a request open while it waits: let running calls finish on shutdown.
-        timeout_graceful_shutdown=60,
-    )
+    # get_extraction holds a request open while it waits: let running calls finish on shutdown.
+    config = uvicorn_config(app, host, port, timeout_graceful_shutdown=60)
     log.info("serving MCP at %s (auth: %s) on %s:%d", http.public_url, settings.remote.auth, host, port)
     if on_ready is not None:
         on_ready(http)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from musicgpt_mcp.config import Remote, Settings
+from musicgpt_mcp.http_guard import Limits, uvicorn_config
 from musicgpt_mcp.web import HttpPlan, build_app, plan
 
 
@@ -26,8 +27,9 @@ class Running:
 
 
 @contextmanager
-def serve_http(settings: Settings, *, public_url: str | None = None) -> Iterator[Running]:
-    """Serve `settings` over HTTP on a free loopback port until the block ends."""
+def serve_http(settings: Settings, *, public_url: str | None = None, limits: Limits | None = None) -> Iterator[Running]:
+    """Serve `settings` over HTTP on a free loopback port until the block ends, with the command's connection
+    limits (or `limits`)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -38,9 +40,7 @@ def serve_http(settings: Settings, *, public_url: str | None = None) -> Iterator
         remote = dataclasses.replace(remote, public_url=public_url or f"{origin}/mcp")
     settings = dataclasses.replace(settings, remote=remote)
     http = plan(settings, "127.0.0.1", port)
-    config = uvicorn.Config(
-        build_app(settings, http), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2
-    )
+    config = uvicorn_config(build_app(settings, http), "127.0.0.1", port, limits, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="musicgpt-mcp-http", daemon=True)
     thread.start()
