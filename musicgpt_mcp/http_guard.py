@@ -103,8 +103,16 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
     return Guarded
 
 
-def uvicorn_config(app: ASGIApp, host: str, port: int, limits: Limits | None = None, **options: Any) -> Any:
-    """The uvicorn configuration every HTTP server of ours runs with (the command's, and the tests')."""
+def uvicorn_config(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    limits: Limits | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
+    **options: Any,
+) -> Any:
+    """The uvicorn configuration every HTTP server of ours runs with (the command's, and the tests'): uvicorn's
+    HTTP protocol (httptools when installed, else h11; or `protocol`) behind the guard."""
     import uvicorn
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -112,7 +120,7 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, limits: Limits | None = N
         app,
         host=host,
         port=port,
-        http=guarded(AutoHTTPProtocol, limits or Limits()),
+        http=guarded(protocol or AutoHTTPProtocol, limits or Limits()),
         # uvicorn's own logging config writes access lines to stdout; ours goes to stderr only.
         log_config=None,
         access_log=False,

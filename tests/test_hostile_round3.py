@@ -354,11 +354,16 @@ def _open(origin: str) -> Any:
     return sockets.create_connection((parts.hostname, parts.port), timeout=5)
 
 
-def test_half_sent_headers_and_stalled_bodies_are_cut_off(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_half_sent_headers_and_stalled_bodies_are_cut_off(sandbox: Sandbox, parser: str) -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
     from musicgpt_mcp.http_guard import Limits
 
     limits = Limits(header_timeout=0.5, body_stall=0.5)
-    with serve_http(remote(sandbox), limits=limits) as server:
+    protocol = H11Protocol if parser == "h11" else HttpToolsProtocol
+    with serve_http(remote(sandbox), limits=limits, protocol=protocol) as server:
         headers = _open(server.origin)
         headers.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         body = _open(server.origin)

@@ -4,6 +4,7 @@ replicas beside the sandbox, the token issuer and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import threading
@@ -27,7 +28,13 @@ class Running:
 
 
 @contextmanager
-def serve_http(settings: Settings, *, public_url: str | None = None, limits: Limits | None = None) -> Iterator[Running]:
+def serve_http(
+    settings: Settings,
+    *,
+    public_url: str | None = None,
+    limits: Limits | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
+) -> Iterator[Running]:
     """Serve `settings` over HTTP on a free loopback port until the block ends, with the command's connection
     limits (or `limits`)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -40,7 +47,8 @@ def serve_http(settings: Settings, *, public_url: str | None = None, limits: Lim
         remote = dataclasses.replace(remote, public_url=public_url or f"{origin}/mcp")
     settings = dataclasses.replace(settings, remote=remote)
     http = plan(settings, "127.0.0.1", port)
-    config = uvicorn_config(build_app(settings, http), "127.0.0.1", port, limits, timeout_graceful_shutdown=2)
+    app = build_app(settings, http)
+    config = uvicorn_config(app, "127.0.0.1", port, limits, protocol, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="musicgpt-mcp-http", daemon=True)
     thread.start()
