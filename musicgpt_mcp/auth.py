@@ -24,6 +24,7 @@ from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .contract import MIN_KEY_LENGTH
 from .identity import key_owner, request_key
 
 log = logging.getLogger(__name__)
@@ -154,8 +155,8 @@ class ApiKeyHeader:
             key = raw.decode("ascii").strip()
         except UnicodeDecodeError:
             key = ""
-        if not key or not key.isprintable():
-            await _unauthorized(send, raw)
+        if not key or not key.isprintable() or len(key) < MIN_KEY_LENGTH:
+            await _unauthorized(send, raw, len(key))
             return
         owner = key_owner(key, self.secret)
         # The SDK binds sessions and round-trip state to the authenticated user: give it the hash, never the key.
@@ -170,13 +171,19 @@ class ApiKeyHeader:
             auth_context_var.reset(user_token)
 
 
-async def _unauthorized(send: Send, raw: bytes) -> None:
-    reason = (
-        "This server runs each request with the caller's own MusicGPT API key: send it in the "
-        "X-MusicGPT-Api-Key header (your MCP client's server configuration takes custom headers)."
-        if not raw
-        else "The X-MusicGPT-Api-Key header holds a character a key cannot have; paste the key again."
-    )
+async def _unauthorized(send: Send, raw: bytes, length: int) -> None:
+    if not raw:
+        reason = (
+            "This server runs each request with the caller's own MusicGPT API key: send it in the "
+            "X-MusicGPT-Api-Key header (your MCP client's server configuration takes custom headers)."
+        )
+    elif 0 < length < MIN_KEY_LENGTH and raw.decode("ascii", "replace").strip().isprintable():
+        reason = (
+            f"The X-MusicGPT-Api-Key header holds {length} characters, too few for a MusicGPT API key (they are "
+            f"{MIN_KEY_LENGTH} or more). Paste the whole key from the MusicGPT API dashboard."
+        )
+    else:
+        reason = "The X-MusicGPT-Api-Key header holds a character a key cannot have; paste the key again."
     body = json.dumps({"error": "missing_api_key" if not raw else "invalid_api_key", "error_description": reason})
     data = body.encode()
     await send(

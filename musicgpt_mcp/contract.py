@@ -16,6 +16,9 @@ STATUS_PATH: Final = "/v1/byId"
 
 # [docs] The raw key, no "Bearer".
 AUTH_HEADER: Final = "Authorization"
+# [guess] The shortest a MusicGPT API key can be. The docs show no key; the dashboard's are long random
+# strings. A caller's key shorter than this (header mode) is refused: "test" is a first try, not a key.
+MIN_KEY_LENGTH: Final = 16
 
 # [docs] Multipart field names of POST /v1/Extraction.
 FIELD_AUDIO_URL: Final = "audio_url"

@@ -119,7 +119,8 @@ def scrub(value: T, redact: Callable[[str], str]) -> T:
         cleaned = scrub(data, redact)
         return value if cleaned == data else type(value).model_validate(cleaned)
     if isinstance(value, dict):
-        return {scrub(k, redact): scrub(v, redact) for k, v in value.items()}  # type: ignore[return-value]
+        # Values only: keys are the schema's field names and the catalog's stem names, never the caller's text.
+        return {k: scrub(v, redact) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, list | tuple):
         return type(value)(scrub(v, redact) for v in value)
     return value

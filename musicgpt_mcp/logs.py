@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from . import keys
+
 
 def configure() -> None:
     level = os.environ.get("MUSICGPT_MCP_LOG_LEVEL", "INFO").upper()
@@ -26,12 +28,12 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
+            record.msg, record.args = keys.scrub(message, self.secret), None
         return True
 
 
 def redact(secret: str) -> None:
-    if len(secret) < 8:  # too short to tell from ordinary text
+    if not secret:
         return
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _Redact) and f.secret == secret for f in handler.filters):

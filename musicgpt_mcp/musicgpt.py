@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar
 
 import anyio
 
-from . import __version__, contract, sniff
+from . import __version__, contract, keys, sniff
 from .addresses import AddressRefused
 from .config import key_problem
 from .multipart import FileChangedError, FilePart, MultipartBody
@@ -268,11 +268,7 @@ class MusicGPTClient:
 
     def redact(self, text: str) -> str:
         """Belt and braces: never let the key through, even if a server echoes it back."""
-        if self._api_key is not None:
-            key = self._api_key.get_secret_value()
-            if key:
-                text = text.replace(key, "[redacted]")
-        return text
+        return keys.scrub(text, self._api_key.get_secret_value()) if self._api_key is not None else text
 
     async def submit_extraction(
         self, request: ExtractionRequest, on_file_bytes: Callable[[int], Awaitable[None]] | None = None

@@ -96,7 +96,7 @@ async def test_invalid_arguments_are_refused_by_the_schema() -> None:
         bad_stem = await client.call_tool("extract_stems", {"audio_url": "https://a.b/c.mp3", "stems": ["vocal"]})
         twice = await client.call_tool("extract_stems", {"audio_url": "https://a.b/c.mp3", "stems": ["bass", "bass"]})
         bad_option = await client.call_tool(
-            "extract_stems", {"audio_url": "https://a.b/c.mp3", "preprocessing_options": ["denoise"]}
+            "extract_stems", {"audio_url": "https://a.b/c.mp3", "preprocessing_options": ["denoize"]}
         )
     for result in (bad_stem, twice, bad_option):
         assert result.is_error

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, ListRoots, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonSchemaHandler, WithJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from .. import contract
-from ..catalog import Preprocessing, Stem
+from .. import completions, contract
+from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..files import AllowedDirs, allowed_dirs
 from ..state import AppState
+from ..visible import shown
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -41,8 +44,41 @@ T = TypeVar("T")
 # A list whose items are each named once: refused with a clear message, and `uniqueItems` in the
 # schema's array (also inside `anyOf` when optional). Every list argument of a tool uses this.
 UniqueList = Annotated[list[T], AfterValidator(_unique), _UniqueItems()]
-StemList = UniqueList[Stem]
-PreprocessingList = UniqueList[Preprocessing]
+
+
+def _canonical(choices: tuple[str, ...]) -> BeforeValidator:
+    """A name as the catalog spells it when only case, spaces or hyphens differ ("Vocals", "hi-hat")."""
+
+    def canonical(value: object) -> object:
+        return (completions.match(choices, value) or value) if isinstance(value, str) else value
+
+    return BeforeValidator(canonical)
+
+
+# A catalog name: the schema offers exactly the catalog's names; validation takes a near spelling as the name it
+# means ("Vocals", "hi-hat"), and leaves any other string to the tool (`catalog_names`), which answers in words
+# with the closest names instead of pydantic's dump.
+StemName = Annotated[str, _canonical(STEMS), WithJsonSchema({"enum": list(STEMS), "type": "string"})]
+PreprocessingName = Annotated[
+    str, _canonical(PREPROCESSING_OPTIONS), WithJsonSchema({"enum": list(PREPROCESSING_OPTIONS), "type": "string"})
+]
+StemList = UniqueList[StemName]
+PreprocessingList = UniqueList[PreprocessingName]
+
+
+def catalog_names(field: str, given: Sequence[str], choices: tuple[T, ...], what: str) -> list[T]:
+    """`given` as catalog names, or a ToolError naming the first unknown one and the closest to it."""
+    for name in given:
+        if name not in choices:
+            near = completions.closest([str(c) for c in choices], name, 3)
+            hint = f" Did you mean {' or '.join(near)}?" if near else ""
+            raise ToolError(
+                f"{field}: {shown(name[:60])!r} is not {what}.{hint} The {what}s are: {', '.join(map(str, choices))}. "
+                "Nothing was done; call again with names from that list."
+            )
+    return [c for name in given for c in choices if c == name]
+
+
 TaskId = Annotated[
     str,
     Field(

@@ -12,11 +12,11 @@ from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from .. import downloads, player, summaries
-from ..catalog import STEM_DESCRIPTIONS
+from ..catalog import STEM_DESCRIPTIONS, STEMS
 from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
 from ..state import AppState, app_state
-from .common import RootsForOutputDir, StemList, TaskId, ToolSpec, allowed, result
+from .common import RootsForOutputDir, StemList, TaskId, ToolSpec, allowed, catalog_names, result
 
 DESCRIPTION = """\
 Save a finished job's stems to the user's disk and return the file paths. Free (no credits). Call it \
@@ -52,6 +52,7 @@ async def download_stems(
     client_roots: RootsForOutputDir = None,
 ) -> Annotated[CallToolResult, StemsDownloaded]:
     state = app_state(ctx)
+    wanted = catalog_names("stems", stems, STEMS, "a stem MusicGPT separates") if stems else None
     _, settings = state.require()
     who = state.who()
     job = await state.known_job(who, task_id)
@@ -76,7 +77,7 @@ async def download_stems(
             f"task_id={task_id!r} and wait_seconds={settings.max_wait} to wait for it, then download_stems again."
         )
     urls = status.mp3 if format == "mp3" else status.wav
-    jobs, skipped, missing = downloads.plan(urls, stems)
+    jobs, skipped, missing = downloads.plan(urls, wanted)
     if missing:
         available = ", ".join(sorted(k for k in urls if k in STEM_DESCRIPTIONS)) or "none"
         raise ToolError(

@@ -23,7 +23,7 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from .. import answers, submission, summaries
-from ..catalog import DEFAULT_STEMS
+from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
 from ..errors import tool_errors
 from ..files import check_audio_file
 from ..fingerprint import fingerprint_file, fingerprint_url
@@ -34,7 +34,7 @@ from ..musicgpt import ExtractionRequest, MissingAPIKeyError
 from ..state import AppState, app_state
 from ..urls import check_url, check_webhook_url
 from ..visible import shown
-from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, result
+from .common import PreprocessingList, RootsForAudioFile, StemList, ToolSpec, allowed, catalog_names, result
 
 MAX_URL_LENGTH = 2048
 
@@ -87,6 +87,10 @@ async def _plan(
     client_roots: RootsForAudioFile,
 ) -> Plan:
     state = app_state(ctx)
+    stems = catalog_names("stems", stems, STEMS, "a stem MusicGPT separates")
+    preprocessing_options = catalog_names(
+        "preprocessing_options", preprocessing_options, PREPROCESSING_OPTIONS, "a clean-up option"
+    )
     file_arg = audio_file.strip() if audio_file and audio_file.strip() else None
     url_arg = audio_url.strip() if audio_url and audio_url.strip() else None
     if file_arg and url_arg:

@@ -13,13 +13,13 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from .. import downloads, player, summaries
-from ..catalog import STEM_DESCRIPTIONS, Stem
+from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
 from ..config import Settings
 from ..models import StemAudioChunk
 from ..musicgpt import MusicGPTClient, MusicGPTError
 from ..state import AppState, app_state
 from ..stem_cache import read_chunk
-from .common import TaskId, ToolSpec, result
+from .common import StemName, TaskId, ToolSpec, catalog_names, result
 
 # A slice per call: 512 KiB is ~700 KB of base64 in one JSON-RPC message, small enough for any
 # host's postMessage and tool-result limits, and a 4 MB MP3 stem still arrives in 8 calls.
@@ -35,7 +35,7 @@ in a private cache. Free (no credits)."""
 async def read_stem_audio(
     ctx: Context[AppState],
     task_id: TaskId,
-    stem: Annotated[Stem, Field(description="Which stem of the job to read.")],
+    stem: Annotated[StemName, Field(description="Which stem of the job to read.")],
     format: Annotated[
         Literal["mp3", "wav"], Field(description="mp3 (smaller, the default) or wav, as the job lists it.")
     ] = "mp3",
@@ -45,33 +45,34 @@ async def read_stem_audio(
     ] = MAX_SLICE,
 ) -> Annotated[CallToolResult, StemAudioChunk]:
     state = app_state(ctx)
+    [name] = catalog_names("stem", [stem], STEMS, "a stem MusicGPT separates")
     _, settings = state.require()
     who = state.who()
     await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
     client = who.client
     source: Literal["saved", "fetched"] = "saved"
-    saved = await state.saved_stem(who, task_id, stem, format)
+    saved = await state.saved_stem(who, task_id, name, format)
     sliced = await _read(saved, offset, length) if saved is not None else None
     if sliced is None:
         source = "fetched"
 
         async def fetch(sink: BinaryIO) -> int:
-            return await _fetch(client, settings, task_id, stem, format, sink, state.stem_cache.max_bytes)
+            return await _fetch(client, settings, task_id, name, format, sink, state.stem_cache.max_bytes)
 
         # Twice: another call may evict the file between fetching and reading it, when the cache is full.
         for _ in range(2):
-            path = await state.stem_cache.get(task_id, stem, format, fetch)
+            path = await state.stem_cache.get(task_id, name, format, fetch)
             sliced = await _read(path, offset, length)
             if sliced is not None:
                 break
         else:
-            raise ToolError(f"The {stem} stem was fetched but its cached copy vanished; call read_stem_audio again.")
+            raise ToolError(f"The {name} stem was fetched but its cached copy vanished; call read_stem_audio again.")
     data, total = sliced
     if offset > total:
-        raise ToolError(f"offset {offset} is past the end of the {stem} stem ({total} bytes); start again from 0.")
+        raise ToolError(f"offset {offset} is past the end of the {name} stem ({total} bytes); start again from 0.")
     chunk = StemAudioChunk(
         task_id=task_id,
-        stem=stem,
+        stem=name,
         format=format,
         mime_type=downloads.AUDIO_MIME[format],
         offset=offset,
@@ -83,7 +84,7 @@ async def read_stem_audio(
     )
     # The text stays a line whatever the slice's size: the audio is in structured content, for the view.
     end = "the end" if chunk.eof else "more to read"
-    text = f"{stem}.{format}: bytes {offset}-{offset + len(data)} of {summaries.size(total)} ({end})."
+    text = f"{name}.{format}: bytes {offset}-{offset + len(data)} of {summaries.size(total)} ({end})."
     return result(text, chunk)
 
 
