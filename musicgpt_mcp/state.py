@@ -25,6 +25,7 @@ from .identity import LOCAL_OWNER, current_caller
 from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledger
 from .musicgpt import MusicGPTClient, TaskNotFoundError
 from .ratelimit import Limiter, SharedLimiter
+from .signals import Signals
 from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class AppState:
     _ledger_lock: anyio.Lock = field(default_factory=anyio.Lock)
     # Stems the player fetched from storage (made on first use).
     stem_cache: StemCache = field(default_factory=StemCache)
+    # Wake-ups shared with the other replicas (the lifespan replaces this with PostgreSQL's when configured).
+    signals: Signals = field(default_factory=Signals)
 
     def require(self) -> tuple[MusicGPTClient, Settings]:
         if self.client is None or self.settings is None:

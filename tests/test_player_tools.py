@@ -60,7 +60,7 @@ async def read_all(client: Client, task_id: str, stem: str, fmt: str, length: in
 
 
 async def test_the_view_is_a_ui_resource_linked_from_the_tools(sandbox: Sandbox) -> None:
-    async with connect(make_settings(sandbox)) as client:
+    async with apps_client(make_settings(sandbox)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert APPS in (client.server_capabilities.extensions or {})
         read = await client.read_resource(player.URI)
