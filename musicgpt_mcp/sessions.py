@@ -194,7 +194,8 @@ class RestoreSession:
             return None
         session = self.seal.open(token)
         if session is None:
-            log.info("ignored a session ID this server did not sign (another secret, or made up)")
+            # Debug only: a client keeps sending a stale ID with every request after the secret changed.
+            log.debug("ignored a session ID this server did not sign (another secret, or made up)")
         return session
 
 

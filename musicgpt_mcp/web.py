@@ -2,8 +2,9 @@
 
 Streamable HTTP at /mcp, stateless (any replica answers any request) with SSE responses (so progress
 notifications still flow), for clients of both protocol eras. Around it: sign-in (`auth`), the
-DNS-rebinding guard (only the public URL's host and loopback are answered), and GET /healthz, which
-answers without sign-in and checks the ledger's database.
+DNS-rebinding guard (only the public URL's host and loopback are answered), signed session IDs and
+cancellation for 2025-era clients (`sessions`, `cancellation`), and GET /healthz, which answers
+without sign-in and checks the ledger's database.
 
 Start-up refuses what cannot be safe: serving anywhere but loopback without sign-in, OAuth without an
 issuer, replicas without a shared secret. A message says which variable to set.
