@@ -2,7 +2,8 @@
 
 A person fills in a prompt's arguments in the host's form or after a slash command, so a typing
 mistake is normal use: a prompt never fails on one. It renders and tells the assistant to ask the
-user (a JSON-RPC error would reach the user as "Error rendering prompt" and nothing else).
+user (a JSON-RPC error would reach the user as "Error rendering prompt" and nothing else). Only a
+prompt name that does not exist, which hosts take from prompts/list, is refused (-32602).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, Prompt
-from mcp.types import InputRequiredResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, InputRequiredResult
 from pydantic import Field
 
 from . import completions
@@ -128,7 +131,27 @@ def drum_stems(audio: Audio) -> str:
     )
 
 
+class _UnknownPrompts:
+    """A `ServerMiddleware`: `prompts/get` of a prompt this server does not have is the caller's mistake,
+    answered -32602 with the prompts there are. (The SDK raises a ValueError for it, which reaches the
+    client as code 0 or "Internal server error" depending on the protocol era, with tracebacks on stderr.)"""
+
+    def __init__(self, server: MCPServer[Any]) -> None:
+        self._server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        name = ctx.params.get("name") if ctx.method == "prompts/get" and ctx.params is not None else None
+        if isinstance(name, str):  # anything else is malformed: the SDK's validation answers it
+            names = [prompt.name for prompt in await self._server.list_prompts()]
+            if name not in names:
+                raise MCPError(
+                    INVALID_PARAMS, f"No prompt named {name[:100]!r}. The prompts of this server: {', '.join(names)}."
+                )
+        return await call_next(ctx)
+
+
 def register(server: MCPServer[Any]) -> None:
+    server.middleware.append(_UnknownPrompts(server))
     for fn, name, title, description in (
         (
             karaoke_track,

@@ -14,7 +14,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from . import __version__, answers, completions, logs, player, prompts, resources, tools
+from . import __version__, answers, clients, completions, logs, player, prompts, resources, signals, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState, Transport
@@ -46,7 +46,7 @@ def create_server(
     environment, at start-up; a configuration error then surfaces in each tool call.
 
     Over HTTP the settings are needed at once (they decide which tools a shared server offers), and
-    `server_options` carry the transport's sign-in and state-sealing options to MCPServer."""
+    `server_options` carry the transport's sign-in, state-sealing and middleware options to MCPServer."""
     offered = tools.TOOLS
     if transport == "http":
         if not isinstance(settings, Settings):
@@ -84,8 +84,11 @@ def create_server(
         client.status_limiter, client.submit_limiter = state.limiters(lambda: state.account(client.base_url, key))
         if on_state is not None:
             on_state(state)  # the HTTP transport's health check reads the ledger through it
+        url = resolved.remote.database_url
         try:
-            yield state
+            async with signals.open_signals(url.get_secret_value() if url is not None else None) as hub:
+                state.signals = hub
+                yield state
         finally:
             await state.close()
             await client.aclose()
@@ -100,6 +103,8 @@ def create_server(
         log_level="INFO",
         extensions=[player.apps()],
         tools=tools.build(offered),
+        # The transport's own middleware (HTTP: sessions, cancellation, the listing cache) runs outside ours.
+        middleware=[*server_options.pop("middleware", ()), clients.AppOnlyTools()],
         **server_options,
     )
     answers.install(server)

@@ -26,6 +26,7 @@ from .ledger import Download, Job, Ledger, LedgerError, StatusUpdate, open_ledge
 from .musicgpt import MusicGPTClient, TaskNotFoundError
 from .ratelimit import Limiter, SharedLimiter
 from .secret import account_name, derived, kept_secret, legacy_account_name
+from .signals import Signals
 from .stem_cache import StemCache
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class AppState:
     secret: SecretStr | None = None
     _account_key: bytes | None = None
     _adopted: set[str] = field(default_factory=set)
+    # Wake-ups shared with the other replicas (the lifespan replaces this with PostgreSQL's when configured).
+    signals: Signals = field(default_factory=Signals)
 
     def require(self) -> tuple[MusicGPTClient, Settings]:
         if self.client is None or self.settings is None:

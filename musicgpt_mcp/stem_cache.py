@@ -107,9 +107,12 @@ class StemCache:
         now = time.time()
         entries: list[tuple[float, int, Path]] = []
         for entry in os.scandir(directory):
-            if not entry.is_file(follow_symlinks=False):
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # another process of this user renamed or removed it since the listing
                 continue
-            st = entry.stat(follow_symlinks=False)
             if entry.name.startswith("."):
                 if entry.name.endswith(".part") and now - st.st_mtime > STALE_TEMPORARY_SECONDS:
                     with contextlib.suppress(OSError):

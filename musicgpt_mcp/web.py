@@ -2,8 +2,9 @@
 
 Streamable HTTP at /mcp, stateless (any replica answers any request) with SSE responses (so progress
 notifications still flow), for clients of both protocol eras. Around it: sign-in (`auth`), the
-DNS-rebinding guard (only the public URL's host and loopback are answered), and GET /healthz, which
-answers without sign-in and checks the ledger's database.
+DNS-rebinding guard (only the public URL's host and loopback are answered), signed session IDs and
+cancellation for 2025-era clients (`sessions`, `cancellation`), and GET /healthz, which answers
+without sign-in and checks the ledger's database.
 
 Start-up refuses what cannot be safe: serving anywhere but loopback without sign-in, OAuth without an
 issuer, replicas without a shared secret. A message says which variable to set.
@@ -27,9 +28,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .cancellation import RemoteCancel
 from .config import ConfigError, Settings, default_state_dir
 from .http_guard import uvicorn_config
 from .secret import derived, kept_secret
+from .sessions import RestoreSession, SessionIds, SessionSeal
 from .state import AppState
 from .tool_list_cache import ToolListCache
 
@@ -137,6 +140,14 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
             # The verifier already requires the audience to be this URL; the SDK checks it once more.
             validate_token_resource=True,
         )
+    # 2025-era clients get a signed session ID: what they declared, and who they are among a user's clients.
+    seal = SessionSeal(derived(http.secret, "legacy session ids"))
+    options["middleware"] = [
+        RestoreSession(seal),
+        RemoteCancel(),
+        # Only because the app is stateless: every connection is born ready, so no handshake gate is skipped.
+        ToolListCache(),
+    ]
     states: list[AppState] = []
     server = create_server(settings, transport="http", on_state=states.append, secret=http.secret, **options)
 
@@ -146,8 +157,6 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
     # The SDK's decorator is untyped; calling it as a function keeps healthz typed.
     server.custom_route("/healthz", methods=["GET"])(healthz)
 
-    # Only because the app is stateless: every connection is born ready, so no handshake gate is skipped.
-    server.middleware.append(ToolListCache())
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
@@ -155,6 +164,7 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
         json_response=False,
         transport_security=transport_security(http.public_url),
     )
+    app.add_middleware(SessionIds, path=MCP_PATH, seal=seal)
     if remote.auth == "header":
         from .auth import ApiKeyHeader
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.client.extension import advertise
 from pydantic import SecretStr
 
 from musicgpt_mcp.config import Settings
@@ -65,6 +66,12 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def renders_apps() -> dict[str, Any]:
+    """Client options of a host that renders MCP Apps (Claude, VS Code, ChatGPT): only such a client is
+    offered the tools meant for views alone (read_stem_audio)."""
+    return {"extensions": [advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})]}
 
 
 @asynccontextmanager

@@ -33,7 +33,7 @@ from musicgpt_mcp import __version__, cli
 from musicgpt_mcp.config import ENV_VARS, ConfigError, Settings
 from musicgpt_mcp.sandbox import Sandbox
 
-from .conftest import REPO, SECRET_KEY, connect, require, require_node_tools, subprocess_env, wav_bytes
+from .conftest import REPO, SECRET_KEY, connect, renders_apps, require, require_node_tools, subprocess_env, wav_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -106,7 +106,8 @@ def test_manifest_entry_point_is_what_the_command_runs() -> None:
 
 
 async def test_manifest_lists_exactly_what_the_server_offers() -> None:
-    async with connect(Settings(api_key=None)) as client:
+    # Claude Desktop, the bundle's host, renders MCP Apps: it is offered the app-only tools too.
+    async with connect(Settings(api_key=None), **renders_apps()) as client:
         tools = (await client.list_tools()).tools
         prompts = (await client.list_prompts()).prompts
     assert sorted(t.name for t in tools) == sorted(t["name"] for t in MANIFEST["tools"])
@@ -343,7 +344,7 @@ async def test_bundle_runs_from_an_empty_folder_as_claude_desktop_starts_it(
     # The host runs its own uv with the manifest's arguments; the working folder is not the bundle's.
     params = StdioServerParameters(command=uv, args=config["args"], env=env, cwd=str(tmp_path))
     with anyio.fail_after(240):  # a cold uv cache downloads the dependencies first
-        async with Client(params) as client:
+        async with Client(params, **renders_apps()) as client:
             tools = (await client.list_tools()).tools
             prompts = (await client.list_prompts()).prompts
             refused = await client.call_tool("extract_stems", {"audio_file": str(elsewhere / "Other.wav")})

@@ -42,7 +42,7 @@ async def test_stdio_journey_against_builtin_sandbox(song: Path, tmp_path: Path)
             "get_extraction", {"task_id": task_id, "wait_seconds": 30}, progress_callback=on_progress
         )
         saved = await client.call_tool("download_stems", {"task_id": task_id, "format": "wav"})
-    assert tools == ["download_stems", "extract_stems", "get_extraction", "list_extractions", "read_stem_audio"]
+    assert tools == ["download_stems", "extract_stems", "get_extraction", "list_extractions"]  # no Apps: no player tool
     assert prompts == ["drum_stems", "karaoke_track", "practice_track"]
     assert status.structured_content["succeeded"] is True  # type: ignore[index]
     assert updates

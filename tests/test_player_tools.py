@@ -60,7 +60,7 @@ async def read_all(client: Client, task_id: str, stem: str, fmt: str, length: in
 
 
 async def test_the_view_is_a_ui_resource_linked_from_the_tools(sandbox: Sandbox) -> None:
-    async with connect(make_settings(sandbox)) as client:
+    async with apps_client(make_settings(sandbox)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert APPS in (client.server_capabilities.extensions or {})
         read = await client.read_resource(player.URI)
@@ -278,3 +278,25 @@ async def test_cache_will_not_use_a_folder_others_can_enter(tmp_path: Path) -> N
     target.mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(target)
     assert StemCache(root=tmp_path / "link").directory() != tmp_path / "link"
+
+
+async def test_eviction_skips_files_another_process_removes_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is shared by the user's server processes: a temporary another one renames (or a stem it
+    evicts) between this one's listing and its look is skipped, not a failed read_stem_audio."""
+    cache = StemCache(root=tmp_path / "cache")
+    directory = cache.directory()
+    (directory / ".abc.mp3.x.part").write_bytes(b"x")
+    (directory / "abc.mp3").write_bytes(b"y")
+    listing = os.scandir
+
+    def racing(path: Any) -> Any:
+        entries = list(listing(path))
+        for entry in entries:
+            os.unlink(entry.path)
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", racing)
+    cache.evict(directory / "keep.mp3")
+    assert list(directory.iterdir()) == []

@@ -88,8 +88,9 @@ async def test_journey_over_http_in_both_eras(sandbox: Sandbox, mode: str, song:
                 "get_extraction", {"task_id": submitted["task_id"], "wait_seconds": 20}, progress_callback=on_progress
             )
         health = httpx2.get(server.origin + "/healthz")
-    # The server's disk is not the user's: no download_stems without an operator's folder, and no local files.
-    assert tools == ["extract_stems", "get_extraction", "list_extractions", "read_stem_audio"]
+    # The server's disk is not the user's: no local files.
+    # No download_stems without an operator's folder; no app-only read_stem_audio for a client without Apps.
+    assert tools == ["extract_stems", "get_extraction", "list_extractions"]
     assert local.is_error and "audio_url" in text_of(local) and "Nothing was submitted" in text_of(local)
     assert structured(status)["succeeded"] is True
     # Progress notifications flow over SSE in a stateless server, in both eras.

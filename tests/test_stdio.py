@@ -30,7 +30,8 @@ async def test_stdio_submit_against_sandbox(sandbox: Sandbox, song: Path) -> Non
     async with Client(params) as client:
         names = [t.name for t in (await client.list_tools()).tools]
         result = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]})
-    assert sorted(names) == ["download_stems", "extract_stems", "get_extraction", "list_extractions", "read_stem_audio"]
+    # The app-only read_stem_audio is offered only to clients that render MCP Apps.
+    assert sorted(names) == ["download_stems", "extract_stems", "get_extraction", "list_extractions"]
     assert not result.is_error, result.content
     assert result.structured_content is not None
     assert result.structured_content["task_id"] in sandbox.state.jobs
@@ -146,7 +147,6 @@ def test_missing_key_and_bad_base_url_do_not_crash_the_server() -> None:
             "extract_stems",
             "get_extraction",
             "list_extractions",
-            "read_stem_audio",
         ]
         assert by_id[3]["result"]["isError"] is True
         assert expected in by_id[3]["result"]["content"][0]["text"]

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from musicgpt_mcp.config import Settings
 
-from .conftest import REPO, connect, require_node_tools
+from .conftest import REPO, connect, renders_apps, require_node_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,7 @@ async def listed_tools() -> list[Tool]:
     """Every tool exactly as the server lists it (app-only ones too), in both protocol eras."""
     tools: dict[str, Tool] = {}
     for mode in ("auto", "legacy"):
-        async with connect(OFFLINE, mode=mode) as client:
+        async with connect(OFFLINE, mode=mode, **renders_apps()) as client:
             cursor: str | None = None
             while True:
                 page = await client.list_tools(cursor=cursor)

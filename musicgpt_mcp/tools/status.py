@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from .. import player, summaries
+from ..clients import abilities
 from ..downloads import AUDIO_MIME
 from ..models import ExtractionStatus
 from ..state import AppState, app_state
@@ -61,7 +61,7 @@ async def get_extraction(
     offered = state.offers_downloads
     text = summaries.status(extraction, eta_left, wait_seconds, wait, downloads_offered=offered)
     reply = result(text, extraction, *([] if offered else stem_links(extraction)))
-    if eta_left is not None and not extraction.done and client_supports_apps(ctx):
+    if eta_left is not None and not extraction.done and abilities(ctx).renders_apps:
         reply.meta = {player.ETA_META: max(0, round(eta_left))}
     return reply
 
