@@ -13,7 +13,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, completions, logs, player, prompts, resources, tools
+from . import __version__, completions, downloads, logs, player, prompts, resources, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState, Transport, account_of
@@ -72,6 +72,8 @@ def create_server(
             write_timeout=resolved.write_timeout,
             storage_hosts=resolved.storage_hosts,
         )
+        if transport == "stdio" or resolved.output_dir_configured:
+            _check_output_dir(resolved)
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
@@ -103,6 +105,13 @@ def create_server(
     prompts.register(server)
     completions.register(server, prompts.CHOICES)
     return server
+
+
+def _check_output_dir(settings: Settings) -> None:
+    problem = downloads.unwritable(settings.output_dir)
+    if problem:
+        source = "MUSICGPT_MCP_OUTPUT_DIR" if settings.output_dir_configured else "the default output folder"
+        log.warning("%s: %s; download_stems cannot save stems until that is fixed", source, problem)
 
 
 __all__ = ["AppState", "create_server"]
