@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "MCP server that splits songs into stems with the MusicGPT Extraction API. "
             "By default it speaks MCP over stdio: start it from an MCP host (Claude Desktop, Claude Code, "
-            "Cursor, VS Code), not by hand. With --transport http it serves Streamable HTTP at /mcp for hosted "
-            "use (see MUSICGPT_MCP_AUTH)."
+            "Cursor, VS Code), not by hand: `musicgpt-mcp install <host>` adds it to one. With --transport http it "
+            "serves Streamable HTTP at /mcp for hosted use (see MUSICGPT_MCP_AUTH)."
         ),
         epilog=f"environment variables (read at start-up):\n{env_help}\n\nLogs go to stderr; stdout carries only MCP.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> None:
     # Over HTTP with header sign-in every caller brings a key of their own: the sandbox takes any.
     any_key = args.transport == "http" and env.get("MUSICGPT_MCP_AUTH", "").strip().lower() == "header"
     with (
-        Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks, accept_any_key=any_key) as sandbox,
+        Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks, accept_any_key=any_key, finish_early=True) as sandbox,
         _sandbox_state_dir() as state_dir,
     ):
 
@@ -187,7 +187,12 @@ def _standalone_sandbox(args: argparse.Namespace) -> int:
     try:
         hooks = parse_webhook_prefixes(os.environ.get("MUSICGPT_MCP_WEBHOOK_URLS"))
         sandbox = Sandbox(
-            eta=max(0, args.eta), host=args.host, port=args.port, webhook_urls=hooks, accept_any_key=args.any_key
+            eta=max(0, args.eta),
+            host=args.host,
+            port=args.port,
+            webhook_urls=hooks,
+            accept_any_key=args.any_key,
+            finish_early=True,
         )
         sandbox.start()
     except (OSError, RuntimeError, ValueError) as exc:

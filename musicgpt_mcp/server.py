@@ -72,8 +72,7 @@ def create_server(
             write_timeout=resolved.write_timeout,
             storage_hosts=resolved.storage_hosts,
         )
-        if transport == "stdio" or resolved.output_dir_configured:
-            _check_output_dir(resolved)
+        _check_output_dir(resolved, transport)
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
@@ -107,7 +106,9 @@ def create_server(
     return server
 
 
-def _check_output_dir(settings: Settings) -> None:
+def _check_output_dir(settings: Settings, transport: Transport) -> None:
+    if transport == "http" and not settings.output_dir_configured:
+        return  # a shared server without a folder of its own saves nothing: download_stems is not offered
     problem = downloads.unwritable(settings.output_dir)
     if problem:
         source = "MUSICGPT_MCP_OUTPUT_DIR" if settings.output_dir_configured else "the default output folder"

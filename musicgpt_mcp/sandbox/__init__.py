@@ -41,11 +41,19 @@ class Sandbox:
         port: int = 0,
         webhook_urls: tuple[str, ...] = (),
         accept_any_key: bool = False,
+        finish_early: bool = False,
     ) -> None:
         """`webhook_urls`: the prefixes (as in MUSICGPT_MCP_WEBHOOK_URLS) the sandbox may POST to;
         like the server, it calls no other webhook. `accept_any_key`: take every caller's own key (a
-        shared server in header mode), not only `api_key`. `port` 0: any free one."""
-        self.state = SandboxState(api_key=api_key, eta=eta, webhook_urls=webhook_urls, accept_any_key=accept_any_key)
+        shared server in header mode), not only `api_key`. `port` 0: any free one. `finish_early`: keep
+        the eta with room to spare, as the offline trial should (SandboxState.finish_early)."""
+        self.state = SandboxState(
+            api_key=api_key,
+            eta=eta,
+            webhook_urls=webhook_urls,
+            accept_any_key=accept_any_key,
+            finish_early=finish_early,
+        )
         self._host = host
         self._server: object | None = None
         self._thread: threading.Thread | None = None
