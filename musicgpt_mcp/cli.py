@@ -1,4 +1,5 @@
-"""`musicgpt-mcp`: run the MCP server over stdio, against MusicGPT or the built-in sandbox."""
+"""`musicgpt-mcp`: run the MCP server (stdio, or HTTP), against MusicGPT or the built-in sandbox; and the
+commands beside it: `install <host>` (install.py) and `sandbox` (the double on its own, for replicas to share)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from . import __version__, logs
+from . import __version__, install, logs
 from .config import ENV_VARS, Settings, folders
 
 
@@ -24,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "MCP server that splits songs into stems with the MusicGPT Extraction API. "
             "By default it speaks MCP over stdio: start it from an MCP host (Claude Desktop, Claude Code, "
-            "Cursor, VS Code), not by hand. With --transport http it serves Streamable HTTP at /mcp for hosted "
-            "use (see MUSICGPT_MCP_AUTH)."
+            "Cursor, VS Code), not by hand: `musicgpt-mcp install <host>` adds it to one. With --transport http it "
+            "serves Streamable HTTP at /mcp for hosted use (see MUSICGPT_MCP_AUTH)."
         ),
         epilog=f"environment variables (read at start-up):\n{env_help}\n\nLogs go to stderr; stdout carries only MCP.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +69,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="With --transport http: the address to listen on.")
     parser.add_argument("--port", type=int, default=8000, help="With --transport http: the port (default: 8000).")
     parser.add_argument("--version", action="version", version=f"musicgpt-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (none: run the server)")
+    install.add_parser(commands)
+    _add_sandbox_parser(commands)
     return parser
+
+
+def _add_sandbox_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sandbox",
+        help="run the MusicGPT double on its own, for several server processes to share",
+        description=(
+            "Run the offline MusicGPT double (made-up jobs and credits) until Ctrl-C, and print the settings that "
+            "point a server at it. Unlike --sandbox, which gives each server process a double of its own, one "
+            "standalone sandbox serves every replica, so they share its jobs."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=0, help="the port to listen on (default: any free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--eta", type=int, default=5, metavar="SECONDS", help="the eta promised per job (default: 5)")
+    parser.add_argument(
+        "--any-key",
+        action="store_true",
+        help="accept every caller's own key (servers with MUSICGPT_MCP_AUTH=header), not only the sandbox's",
+    )
 
 
 def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -93,9 +119,23 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logs.configure()
+    try:
+        if args.command == "install":
+            sys.exit(install.run(args))
+        if args.command == "sandbox":
+            sys.exit(_standalone_sandbox(args))
+        _serve(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the handlers below (during start-up, at the install prompt): stop without a traceback.
+        sys.exit(130)
+
+
+def _serve(args: argparse.Namespace) -> None:
     if args.transport == "stdio":
-        # Over HTTP uvicorn handles the signals itself and lets running requests finish.
-        for name in ("SIGTERM", "SIGHUP"):
+        # Over HTTP uvicorn handles the signals itself and lets running requests finish. SIGINT is
+        # Ctrl-C from someone running the server by hand: left to asyncio, it cancels the loop, which
+        # then waits for the thread blocked reading stdin, so nothing stops until Ctrl-D.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), _terminate)
     if not args.sandbox:
@@ -105,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pydantic import SecretStr
 
     from .sandbox import Sandbox
+    from .summaries import mark_sandbox
     from .urls import parse_webhook_prefixes
 
+    # Every text this process writes is about the sandbox's made-up jobs (it never reaches MusicGPT).
+    mark_sandbox()
     # The sandbox replaces the key and base URL, and keeps a ledger of its own that lives as long as it
     # does (its jobs vanish with it, and must never mix with paid ones); every other setting still comes
     # from the environment.
@@ -118,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Over HTTP with header sign-in every caller brings a key of their own: the sandbox takes any.
     any_key = args.transport == "http" and env.get("MUSICGPT_MCP_AUTH", "").strip().lower() == "header"
     with (
-        Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks, accept_any_key=any_key) as sandbox,
+        Sandbox(eta=max(0, args.sandbox_eta), webhook_urls=hooks, accept_any_key=any_key, finish_early=True) as sandbox,
         _sandbox_state_dir() as state_dir,
     ):
 
@@ -134,6 +177,48 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
 
         _run(args, settings)
+
+
+def _standalone_sandbox(args: argparse.Namespace) -> int:
+    """`musicgpt-mcp sandbox`: the double on its own until Ctrl-C (or SIGTERM), for replicas to share."""
+    from .sandbox import Sandbox
+    from .urls import parse_webhook_prefixes
+
+    try:
+        hooks = parse_webhook_prefixes(os.environ.get("MUSICGPT_MCP_WEBHOOK_URLS"))
+        sandbox = Sandbox(
+            eta=max(0, args.eta),
+            host=args.host,
+            port=args.port,
+            webhook_urls=hooks,
+            accept_any_key=args.any_key,
+            finish_early=True,
+        )
+        sandbox.start()
+    except (OSError, RuntimeError, ValueError) as exc:
+        sys.stderr.write(f"musicgpt-mcp sandbox: cannot start on {args.host}:{args.port}: {exc}\n")
+        return 2
+    stop = threading.Event()
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, frame: stop.set())
+    sys.stderr.write(
+        f"MusicGPT sandbox (offline: made-up jobs and credits) at {sandbox.base_url}\n"
+        "Point each server process at it with:\n"
+        f"  MUSICGPT_BASE_URL={sandbox.base_url}\n"
+        f"  MUSICGPT_API_KEY={sandbox.api_key}{'  (or, with --any-key, any key)' if args.any_key else ''}\n"
+        f"  MUSICGPT_MCP_STORAGE_HOSTS={sandbox.netloc}\n"
+        "Ctrl-C stops it.\n"
+    )
+    try:
+        while not stop.wait(0.5):
+            if not sandbox.running:
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:

@@ -52,7 +52,8 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
     EnvVar(
         "MUSICGPT_MCP_OUTPUT_DIR",
         "~/Music/MusicGPT",
-        "Where download_stems saves stems (one subfolder per job). output_dir arguments must lie inside it.",
+        "Where download_stems saves stems (one subfolder per job); an absolute folder. output_dir arguments must "
+        "lie inside it.",
     ),
     EnvVar(
         "MUSICGPT_MCP_MAX_WAIT",
@@ -235,16 +236,16 @@ class Settings:
         if problem:
             raise ConfigError(problem)
         base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
-        output_dir = env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip() or "~/Music/MusicGPT"
+        output_dir = _dir(env, "MUSICGPT_MCP_OUTPUT_DIR", "stems are saved there") or Path("~/Music/MusicGPT")
         return cls(
             allowed_dirs=_dirs(env.get("MUSICGPT_MCP_ALLOWED_DIRS")),
             max_upload_bytes=_int(env, "MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
             api_key=SecretStr(raw_key) if raw_key else None,
             base_url=normalise_base_url(base_url),
-            output_dir=Path(output_dir),
+            output_dir=output_dir,
             max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
             max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
-            state_dir=_dir(env, "MUSICGPT_MCP_STATE_DIR"),
+            state_dir=_dir(env, "MUSICGPT_MCP_STATE_DIR", "the job ledger is kept there"),
             reuse_hours=_number(env, "MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
             max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
             max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
@@ -310,13 +311,17 @@ def _dirs(raw: str | None) -> tuple[Path, ...] | None:
     return folders(raw.split(os.pathsep), "MUSICGPT_MCP_ALLOWED_DIRS")
 
 
-def _dir(env: Mapping[str, str], name: str) -> Path | None:
+def _dir(env: Mapping[str, str], name: str, use: str) -> Path | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
     path = Path(raw).expanduser()
     if not path.is_absolute():
-        raise ConfigError(f"{name} must be an absolute folder; {raw!r} is relative.")
+        # Relative to what? The folder the MCP host happened to start the server in, which the user never sees.
+        raise ConfigError(
+            f"{name} must be an absolute folder (such as ~/Music/MusicGPT); {raw!r} is relative, so {use} would "
+            "depend on the folder the MCP host starts the server in. Give the full path and restart the server."
+        )
     return path
 
 

@@ -59,6 +59,21 @@ def resolve_output_dir(requested: str | None, root: Path, default_name: str, als
     )
 
 
+def unwritable(root: Path) -> str | None:
+    """Why stems could not be saved under `root` (the output folder, made when first needed), or None.
+    Checked at start-up: otherwise the first sign is a failed download, after the job was paid for."""
+    folder = root.expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return f"{folder} cannot be made"
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        made = "" if existing == folder else f" (it would be made inside {existing})"
+        return f"{folder} is not writable by this user{made}"
+    return None
+
+
 def folder_name(source: str | None, task_id: str) -> str:
     """A readable, safe folder name: the source file's (or URL's) stem plus the start of the task ID."""
     base = ""

@@ -14,7 +14,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from . import __version__, answers, clients, completions, logs, player, prompts, resources, signals, tools
+from . import __version__, answers, clients, completions, downloads, logs, player, prompts, resources, signals, tools
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient
 from .state import AppState, Transport
@@ -74,6 +74,7 @@ def create_server(
             write_timeout=resolved.write_timeout,
             storage_hosts=resolved.storage_hosts,
         )
+        _check_output_dir(resolved, transport)
         if resolved.api_key is None:
             log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")
         else:
@@ -112,6 +113,15 @@ def create_server(
     prompts.register(server)
     completions.register(server, prompts.CHOICES)
     return server
+
+
+def _check_output_dir(settings: Settings, transport: Transport) -> None:
+    if transport == "http" and not settings.output_dir_configured:
+        return  # a shared server without a folder of its own saves nothing: download_stems is not offered
+    problem = downloads.unwritable(settings.output_dir)
+    if problem:
+        source = "MUSICGPT_MCP_OUTPUT_DIR" if settings.output_dir_configured else "the default output folder"
+        log.warning("%s: %s; download_stems cannot save stems until that is fixed", source, problem)
 
 
 __all__ = ["AppState", "create_server"]

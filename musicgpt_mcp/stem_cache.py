@@ -111,7 +111,9 @@ class StemCache:
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:  # another process of this user renamed or removed it since the listing
+            except FileNotFoundError:
+                # Gone since the listing: another fetch renamed its temporary into place, or another
+                # process evicted it. The player loads every stem at once, so this happens.
                 continue
             if entry.name.startswith("."):
                 if entry.name.endswith(".part") and now - st.st_mtime > STALE_TEMPORARY_SECONDS:

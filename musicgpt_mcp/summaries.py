@@ -12,6 +12,21 @@ from .downloads import screen
 from .ledger import JobRequest
 from .models import ExtractionList, ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
 
+SANDBOX_NOTE = "sandbox: made-up credits, nothing is charged"
+# Set once at start-up by `musicgpt-mcp --sandbox`, whose process talks only to the offline double: its
+# prices are invented, and a model must not pass them on as MusicGPT's. A process that can reach MusicGPT
+# never sets it, so no real job's text carries the note.
+_sandbox = False
+
+
+def mark_sandbox() -> None:
+    global _sandbox
+    _sandbox = True
+
+
+def _made_up() -> str:
+    return f" ({SANDBOX_NOTE})" if _sandbox else ""
+
 
 def status_model(task_id: str, status: contract.StatusReply, waited: float) -> ExtractionStatus:
     stems: dict[Stem, StemUrls] = {}
@@ -60,7 +75,7 @@ def submitted(result: ExtractionSubmitted, last_status: str | None = None, *, do
     cost = count(result.credit_estimate, "credit") if result.credit_estimate is not None else "not stated"
     return (
         f"Submitted {result.source} to MusicGPT for stem extraction ({what}){extras}. "
-        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}. {nxt}"
+        f"task_id: {result.task_id}. Expected wait: {wait}; estimated cost: {cost}{_made_up()}. {nxt}"
     )
 
 
@@ -88,7 +103,7 @@ def consent_question(request: JobRequest, size: int | None, webhook_url: str | N
         f"Audio: {audio}",
         f"Stems: {', '.join(request.stems)}",
         f"Clean-up: {', '.join(request.options) or 'none'}",
-        f"Cost: {cost}.",
+        f"Cost: {cost}{_made_up()}.",
     ]
     if webhook_url:
         lines.append(f"MusicGPT will send the result to: {webhook_url}")
@@ -102,7 +117,7 @@ def size_text(n: int | None) -> str:
 def extractions(result: ExtractionList, status: str | None, query: str | None) -> str:
     totals = (
         f"Credits spent: {result.credits_last_24_hours:g} in the last 24 hours, "
-        f"{result.credits_last_30_days:g} in the last 30 days."
+        f"{result.credits_last_30_days:g} in the last 30 days{_made_up()}."
     )
     if not result.extractions:
         filters = " matching that filter" if status or query else ""

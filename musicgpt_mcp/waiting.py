@@ -66,8 +66,9 @@ def describe(status: contract.StatusReply, remaining: float | None) -> str:
         state = f"status {status.status}"
     if remaining is None:
         return state
-    if remaining >= 1:
-        return f"{state}, about {round(remaining)} s left"
+    if remaining > 0:
+        # Under a second to go is not late: saying so made every on-time job look overdue for its last tick.
+        return f"{state}, about {max(1, round(remaining))} s left"
     return f"{state}, MusicGPT's estimate has passed; still checking"
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -189,11 +191,18 @@ async def health(states: list[AppState]) -> Response:
 
 
 def serve(settings: Settings, host: str, port: int, on_ready: Callable[[HttpPlan], None] | None = None) -> None:
-    """Run the HTTP server under uvicorn until it is stopped (SIGINT/SIGTERM: uvicorn finishes what runs)."""
+    """Run the HTTP server under uvicorn until it is stopped (SIGINT/SIGTERM: uvicorn finishes what runs).
+    A port that cannot be had is a ConfigError, raised before anything starts."""
     import uvicorn
 
-    http = plan(settings, host, port)
-    app = build_app(settings, http)
+    # The port first: when it is taken, that is the one thing to say (and no secret is made for nothing).
+    sock = _listen(host, port)
+    try:
+        http = plan(settings, host, port)
+        app = build_app(settings, http)
+    except BaseException:
+        sock.close()
+        raise
     # Everything built so far (modules, schemas, the app) lives as long as the process: moved out of
     # the collector's reach, it is not walked again by every full collection under load.
     gc.collect()
@@ -202,10 +211,42 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[HttpPlan
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     # get_extraction holds a request open while it waits: let running calls finish on shutdown.
     config = uvicorn_config(app, host, port, timeout_graceful_shutdown=60)
-    log.info("serving MCP at %s (auth: %s) on %s:%d", http.public_url, settings.remote.auth, host, port)
-    if on_ready is not None:
-        on_ready(http)
-    uvicorn.Server(config).run()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            # Said only once the app has started and accepts connections, never before a failure.
+            if self.started and not self.should_exit:
+                log.info("serving MCP at %s (auth: %s) on %s:%d", http.public_url, settings.remote.auth, host, port)
+                if on_ready is not None:
+                    on_ready(http)
+
+    with sock:
+        Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, so that a taken port is one clear error before uvicorn starts."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"Cannot listen on {host}:{port}: {exc}. Check --host.") from None
+    try:
+        # As uvicorn does, so a restart need not wait out TIME_WAIT; not on Windows, where two servers could share it.
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"Cannot listen on {host}:{port}: {reason}. If another server (perhaps another musicgpt-mcp) "
+            "is using that port, stop it or choose another with --port."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 __all__ = ["HttpPlan", "build_app", "is_loopback", "plan", "serve", "transport_security"]

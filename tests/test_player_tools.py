@@ -252,6 +252,34 @@ async def test_cache_fetches_a_stem_once_however_many_ask(tmp_path: Path) -> Non
     assert calls == 1 and len(set(paths)) == 1
 
 
+async def test_cache_eviction_skips_files_that_vanish_while_it_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The player loads every stem at once: while one fetch evicts, another renames its temporary into
+    place (or another process evicts). That once failed read_stem_audio with a bare "Error executing
+    tool" (test_player.py, about 1 run in 20): the listing named a file that was gone when it was read."""
+    cache = StemCache(root=tmp_path / "cache", max_bytes=2500)
+    directory = cache.directory()
+    other = directory / ".other-fetch.mp3.x.part"
+    other.write_bytes(b"half")
+    real_scandir = os.scandir
+
+    def racing_scandir(path: Any) -> Any:
+        entries = list(real_scandir(path))
+        other.unlink()  # the other fetch finishes between the listing and the look at each file
+        return iter(entries)
+
+    async def fetch(sink: Any) -> int:
+        sink.write(b"v" * 10)
+        return 10
+
+    monkeypatch.setattr(os, "scandir", racing_scandir)
+    path = await cache.get("t", "vocals", "mp3", fetch)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"v" * 10
+    assert [p.name for p in directory.iterdir()] == [path.name]
+
+
 async def test_cache_leaves_nothing_when_a_fetch_fails(tmp_path: Path) -> None:
     cache = StemCache(root=tmp_path / "cache")
 

@@ -38,17 +38,26 @@ class Sandbox:
         api_key: str = DEFAULT_SANDBOX_KEY,
         eta: int = 5,
         host: str = "127.0.0.1",
+        port: int = 0,
         webhook_urls: tuple[str, ...] = (),
         accept_any_key: bool = False,
+        finish_early: bool = False,
     ) -> None:
         """`webhook_urls`: the prefixes (as in MUSICGPT_MCP_WEBHOOK_URLS) the sandbox may POST to;
         like the server, it calls no other webhook. `accept_any_key`: take every caller's own key (a
-        shared server in header mode), not only `api_key`."""
-        self.state = SandboxState(api_key=api_key, eta=eta, webhook_urls=webhook_urls, accept_any_key=accept_any_key)
+        shared server in header mode), not only `api_key`. `port` 0: any free one. `finish_early`: keep
+        the eta with room to spare, as the offline trial should (SandboxState.finish_early)."""
+        self.state = SandboxState(
+            api_key=api_key,
+            eta=eta,
+            webhook_urls=webhook_urls,
+            accept_any_key=accept_any_key,
+            finish_early=finish_early,
+        )
         self._host = host
         self._server: object | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def api_key(self) -> str:
@@ -73,7 +82,13 @@ class Sandbox:
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
+        try:
+            sock.bind((self._host, self.port))
+            # Listening at once makes a taken port fail here, in the caller's thread, not in the server's.
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             build_app(self.state),
@@ -95,6 +110,10 @@ class Sandbox:
             time.sleep(0.01)
         log.info("MusicGPT sandbox listening on %s (key: %s)", self.base_url, self.api_key)
         return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         import uvicorn

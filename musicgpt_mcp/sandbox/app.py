@@ -35,6 +35,11 @@ INVALID_KEY_MESSAGE = "Invalid API key"
 _HASH_CHUNK = 1024 * 1024
 
 
+# In the double's own status messages, which reach the model as MusicGPT's (status_message): whoever reads
+# them, whichever way the server was pointed here (--sandbox, or `musicgpt-mcp sandbox`), sees the price is invented.
+MADE_UP = "sandbox: made-up credits, nothing is charged"
+
+
 def credit_estimate(stems: int, preprocessing: int) -> float:
     """The sandbox's price: it only has to depend on the request, like the real one."""
     return 0.5 * stems + 0.25 * preprocessing
@@ -179,7 +184,7 @@ def build_app(state: SandboxState) -> Starlette:
         log.info("sandbox accepted task %s (%s)", job.task_id, ", ".join(requested))
         body: dict[str, Any] = {
             "success": True,
-            "message": "Message published to queue",
+            "message": f"Message published to queue ({MADE_UP})",
             "task_id": job.task_id,
             "conversion_id": job.conversion_id,
             "eta": job.eta,
@@ -243,7 +248,14 @@ def _conversion(state: SandboxState, job: Job, origin: str) -> dict[str, Any]:
     """The `conversion` object of GET /byId, with stem maps in the shape the state selects."""
     status = state.job_status(job)
     created = datetime.now(UTC) - timedelta(seconds=max(0.0, state.clock() - job.created))
-    messages = {"IN_QUEUE": "Queued", "IN_PROGRESS": "Processing", "COMPLETED": "Conversion successful"}
+    messages = {
+        name: f"{text} ({MADE_UP})"
+        for name, text in (
+            ("IN_QUEUE", "Queued"),
+            ("IN_PROGRESS", "Processing"),
+            ("COMPLETED", "Conversion successful"),
+        )
+    }
     conversion: dict[str, Any] = {
         "task_id": job.task_id,
         "conversion_id": job.conversion_id,
