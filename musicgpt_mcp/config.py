@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from .addresses import parse_storage_hosts
+from .failures import Failure
 from .urls import parse_webhook_prefixes
 
 DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
@@ -189,7 +190,7 @@ def default_state_dir() -> Path:
     return user_state_path("musicgpt-mcp", appauthor=False)
 
 
-class ConfigError(ValueError):
+class ConfigError(Failure, ValueError):
     """A setting is present but unusable; the message names the variable and the fix."""
 
 

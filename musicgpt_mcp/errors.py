@@ -1,8 +1,10 @@
-"""The one place where failures become tool errors the model can act on.
+"""The one place where failures become what the MCP surface answers, and the last scrub of what leaves.
 
-Every tool is wrapped by `tool_errors`: a failure from the client, the file policy or the output
-policy reaches the model as a `ToolError` carrying its explanation; anything else would reach it
-as the SDK's bare "Error executing tool".
+Below the surface, code raises `Failure`s (failures.py): a person's text, with what happened to money as data.
+Here, and only here, they become the SDK's errors: a tool error (an `isError` result the model reads) or a
+resource error. Anything else would reach the model as the SDK's bare "Error executing tool". Every tool and
+every resolver is wrapped by `tool_errors`, every resource by `resource_errors`; both also take the API key out
+of whatever leaves (and any hidden character that could move or fake a line: visible.defused).
 """
 
 from __future__ import annotations
@@ -12,81 +14,68 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel
 
-from .downloads import OutputRefused
-from .files import FileRefused
-from .ledger import LedgerError
-from .musicgpt import MusicGPTClient, MusicGPTError
-from .submission import Refused
-from .urls import URLRefused
+from .call import Call
+from .failures import Failure
 from .visible import defused
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
-def explain(exc: Exception) -> ToolError | None:
-    """The tool error for a failure we can explain, or None."""
-    if isinstance(exc, MusicGPTError):
-        return ToolError(str(exc))
-    if isinstance(exc, FileRefused | URLRefused):
-        return ToolError(f"{exc} Nothing was submitted.")
-    if isinstance(exc, OutputRefused):
-        return ToolError(f"{exc} Nothing was downloaded.")
-    if isinstance(exc, Refused):
-        return ToolError(str(exc))
-    if isinstance(exc, LedgerError):
-        return ToolError(
-            f"The job ledger could not be used ({exc}). Check where it is kept: the PostgreSQL database in "
-            "MUSICGPT_MCP_DATABASE_URL when that is set (up, reachable), else MUSICGPT_MCP_STATE_DIR or the default "
-            "state folder (writable, with space on its disk)."
-        )
-    return None
+def explain(exc: BaseException) -> str | None:
+    """The text a person reads for a failure we can explain, or None."""
+    return exc.explained() if isinstance(exc, Failure) else None
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the failures `explain` knows into tool errors, and take the API key (and any hidden character that
-    could move or fake a line: visible.defused) out of whatever the tool returns or raises. The signature is kept (functools.wraps), so the SDK still builds the
-    tool's schema from the wrapped function."""
+    """Failures become tool errors; the result and every error text are scrubbed. The signature is kept
+    (functools.wraps), so the SDK still builds the tool's schema from the wrapped function."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        redact = _chain([_redactor([*args, *kwargs.values()]), defused])
+        redact = _redactor([*args, *kwargs.values()])
         try:
             return scrub(await fn(*args, **kwargs), redact)
         except ToolError as exc:
             raise ToolError(redact(str(exc))) from None
-        except Exception as exc:
-            error = explain(exc)
-            if error is None:
-                raise
-            raise ToolError(redact(str(error))) from None
+        except Failure as exc:
+            raise ToolError(redact(exc.explained())) from None
+
+    return wrapper
+
+
+def resource_errors(fn: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
+    """The same for a resource: failures become resource errors, and what it returns is scrubbed."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        redact = _redactor([*args, *kwargs.values()])
+        try:
+            return redact(await fn(*args, **kwargs))
+        except ResourceError as exc:
+            raise ResourceError(redact(str(exc))) from None
+        except Failure as exc:
+            raise ResourceError(redact(exc.explained())) from None
 
     return wrapper
 
 
 def _redactor(arguments: list[object]) -> Callable[[str], str]:
-    """The clients' `redact`, reached through the Context argument every tool takes: the operator's
-    key, and on a shared server in header mode the caller's own key too."""
+    """The call's redaction (the caller's key and the operator's), else the operator's alone, reached through
+    the Context every tool and resource takes; always with `defused`."""
+    for value in arguments:
+        if isinstance(value, Call):
+            return _chain([value.redact, defused])
     for value in arguments:
         if isinstance(value, Context):
-            state = value.request_context.lifespan_context
-            redactors: list[Callable[[str], str]] = []
-            client = getattr(state, "client", None)
-            if isinstance(client, MusicGPTClient):
-                redactors.append(client.redact)
-            who = getattr(state, "who", None)
-            if callable(who):
-                try:
-                    caller = who()
-                except Exception:  # not configured, or no caller: the operator's key is all there is
-                    caller = None
-                if caller is not None and caller.client is not client:
-                    redactors.append(caller.client.redact)
-            return _chain(redactors)
-    return _unchanged
+            client = getattr(value.request_context.lifespan_context, "client", None)
+            redact = getattr(client, "redact", None)
+            return _chain([redact, defused] if callable(redact) else [defused])
+    return defused
 
 
 def _chain(redactors: list[Callable[[str], str]]) -> Callable[[str], str]:
@@ -98,19 +87,12 @@ def _chain(redactors: list[Callable[[str], str]]) -> Callable[[str], str]:
     return redact
 
 
-def _unchanged(text: str) -> str:
-    return text
-
-
-T = TypeVar("T")
-
-
 def scrub(value: T, redact: Callable[[str], str]) -> T:
     """`value` with `redact` applied to every string in it: text blocks, structured content, links.
 
-    The last line of defence: replies are redacted where they are parsed, but a result is also
-    built from file names, paths and whatever else, and none of it may carry the key. A model
-    is rebuilt only when something changed, so ordinary results pass untouched.
+    The last line of defence: replies are redacted where they are parsed, but a result is also built from file
+    names, paths and whatever else, and none of it may carry the key. A model is rebuilt only when something
+    changed, so ordinary results pass untouched.
     """
     if isinstance(value, str):
         return redact(value)  # type: ignore[return-value]
@@ -124,3 +106,6 @@ def scrub(value: T, redact: Callable[[str], str]) -> T:
     if isinstance(value, list | tuple):
         return type(value)(scrub(v, redact) for v in value)
     return value
+
+
+__all__ = ["explain", "resource_errors", "scrub", "tool_errors"]

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import SecretStr
+
+from .failures import Failure
 
 # Over stdio, and over HTTP without sign-in (loopback only), there is one user.
 LOCAL_OWNER: Final = "local"
 
 # Header mode: the caller's MusicGPT key for this request only. Never stored, never logged.
 request_key: ContextVar[SecretStr | None] = ContextVar("musicgpt_request_key", default=None)
+
+
+class NotSignedIn(Failure):
+    """A request on a shared server that carries no usable identity (the transport refuses these first)."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,12 @@ def current_caller(auth: str, operator_key: SecretStr | None) -> Caller:
         token = get_access_token()
         if token is None or not token.subject:
             # The transport refuses unauthenticated requests before a tool runs; this is the second lock.
-            raise ToolError("This request carries no valid sign-in; sign in to the server again.")
+            raise NotSignedIn("This request carries no valid sign-in; sign in to the server again.")
         return Caller(owner=f"oauth:{token.subject}", api_key=operator_key)
     if auth == "header":
         key = request_key.get()
         token = get_access_token()
         if key is None or token is None or not token.subject:
-            raise ToolError("This request carries no MusicGPT API key; send it in the X-MusicGPT-Api-Key header.")
+            raise NotSignedIn("This request carries no MusicGPT API key; send it in the X-MusicGPT-Api-Key header.")
         return Caller(owner=token.subject, api_key=key, own_key=True)
     return Caller(owner=LOCAL_OWNER, api_key=operator_key)

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import anyio
 
+from .failures import Failure
 from .ledger import (
     Accepted,
     Claimed,
@@ -43,7 +44,7 @@ T = TypeVar("T")
 IN_FLIGHT_POLL = 0.2
 
 
-class Refused(Exception):
+class Refused(Failure):
     """A money rule stopped the submit before any request; the message names the rule and the way on."""
 
 

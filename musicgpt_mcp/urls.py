@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from .failures import Failure
 from .visible import codepoint, first_hidden
 
 WEBHOOK_VARIABLE: Final = "MUSICGPT_MCP_WEBHOOK_URLS"
@@ -23,8 +24,10 @@ _PATH_BREAKERS: Final = (";", "\\", "\0")
 _ESCAPED_BREAKERS: Final = re.compile(r"%(?:2e|2f|5c|3b|00|25)", re.IGNORECASE)
 
 
-class URLRefused(Exception):
+class URLRefused(Failure):
     """A URL argument breaks a rule; the message names the rule and what to do."""
+
+    consequence = "Nothing was submitted."
 
 
 def check_url(name: str, url: str) -> None:

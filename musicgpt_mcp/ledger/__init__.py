@@ -14,6 +14,7 @@ from .base import (
     Accepted,
     Claimed,
     ClaimResult,
+    DatabaseLedgerError,
     Download,
     FileKey,
     InFlight,
@@ -43,7 +44,7 @@ async def open_ledger(state_dir: Path, database_url: str | None = None) -> Ledge
         importlib.import_module("psycopg")
         importlib.import_module("psycopg_pool")
     except ImportError as exc:
-        raise LedgerError(
+        raise DatabaseLedgerError(
             f"a PostgreSQL database is configured, but its driver cannot be loaded ({exc}). Install the server "
             "with its PostgreSQL extra: pip install 'musicgpt-mcp[postgres]' (or uvx 'musicgpt-mcp[postgres]')."
         ) from None
@@ -59,6 +60,7 @@ __all__ = [
     "Accepted",
     "ClaimResult",
     "Claimed",
+    "DatabaseLedgerError",
     "Download",
     "FileKey",
     "InFlight",

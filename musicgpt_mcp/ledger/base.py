@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol
 
 from ..contract import assumed_credits
+from ..failures import Failure
 
 if TYPE_CHECKING:
     from ..ratelimit import Limiter
@@ -41,8 +42,29 @@ HEARTBEAT: Final = 5.0
 ANSWER_MEMORY: Final = DAY
 
 
-class LedgerError(Exception):
-    """The ledger cannot be used; the message says why and what to do."""
+class LedgerError(Failure):
+    """The ledger cannot be used. The message says why; `explained()` is the one text every tool and resource
+    gives for it, with what the operator does about it for the store in use."""
+
+    # A PostgreSQL ledger (MUSICGPT_MCP_DATABASE_URL) rather than the state folder's SQLite file.
+    database: ClassVar[bool] = False
+
+    def explained(self) -> str:
+        if self.database:
+            fix = (
+                "Check that the PostgreSQL database in MUSICGPT_MCP_DATABASE_URL is up and reachable and the user may "
+                "use it; the server tries again on the next call."
+            )
+        else:
+            fix = "Set MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then restart it."
+        return (
+            f"The job ledger, which keeps the user from paying twice for the same job, cannot be used ({self}). "
+            f"{fix} Nothing was submitted, and no paid job will be until it can."
+        )
+
+
+class DatabaseLedgerError(LedgerError):
+    database = True
 
 
 def iso(epoch: float) -> str:

@@ -53,6 +53,7 @@ from .base import (
     ClaimResult,
     Download,
     FileKey,
+    DatabaseLedgerError,
     Job,
     JobRequest,
     LedgerError,
@@ -196,7 +197,7 @@ async def open_postgres_ledger(url: str, *, max_connections: int = 10) -> Postgr
         async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await _migrate(conn, where)
     except psycopg.Error as exc:
-        raise LedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
+        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
     pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
         conninfo,
         kwargs={"autocommit": True},
@@ -213,17 +214,17 @@ async def open_postgres_ledger(url: str, *, max_connections: int = 10) -> Postgr
         await pool.open(wait=True, timeout=POOL_TIMEOUT)
     except psycopg.Error as exc:
         await pool.close()
-        raise LedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
+        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
     return PostgresLedger(pool, where, redact)
 
 
 def _conninfo(url: str) -> tuple[str, str]:
     """The connection string to use (with our defaults where the URL sets none), and a password-free name."""
     if not url.strip():
-        raise LedgerError("the database URL is empty; expected postgresql://user:password@host:port/database")
+        raise DatabaseLedgerError("the database URL is empty; expected postgresql://user:password@host:port/database")
     scheme = url.split("://", 1)[0].lower() if "://" in url else None
     if scheme is not None and scheme not in ("postgresql", "postgres"):
-        raise LedgerError(
+        raise DatabaseLedgerError(
             f"the database URL starts with {scheme}://, which is not PostgreSQL; expected "
             "postgresql://user:password@host:port/database"
         )
@@ -236,7 +237,7 @@ def _conninfo(url: str) -> tuple[str, str]:
             extra["application_name"] = "musicgpt-mcp"
         conninfo = make_conninfo(url, **extra)
     except psycopg.Error as exc:
-        raise LedgerError(
+        raise DatabaseLedgerError(
             f"the database URL cannot be read ({_redactor(url)(_reason(exc))}); expected "
             "postgresql://user:password@host:port/database"
         ) from None
@@ -301,7 +302,7 @@ async def _migrate(conn: AsyncConnection[Any], where: str) -> None:
         row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM musicgpt_mcp_schema")).fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise LedgerError(
+            raise DatabaseLedgerError(
                 f"the database {where} was migrated by a newer musicgpt-mcp (ledger schema {version}; this one "
                 f"reads up to {SCHEMA_VERSION}). Upgrade musicgpt-mcp on every replica, or use another database."
             )
@@ -340,7 +341,7 @@ class PostgresLedger:
             async with self.pool.connection(timeout=wait) as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise LedgerError(f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}") from None
+            raise DatabaseLedgerError(f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}") from None
 
     # --- the paid path ----------------------------------------------------------------------------------
 
@@ -399,7 +400,7 @@ class PostgresLedger:
             )
             row = await cursor.fetchone()
         if row is None:
-            raise LedgerError(f"the ledger {self.where} could not be used: job {job_id} vanished from the ledger")
+            raise DatabaseLedgerError(f"the ledger {self.where} could not be used: job {job_id} vanished from the ledger")
         return _row_job(row)
 
     async def outcome_unknown(self, job_id: int, note: str) -> None:

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
@@ -14,9 +13,9 @@ from .. import summaries
 from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..ledger import JOB_STATUSES, Job, Ledger, iso
 from ..models import ExtractionList, ExtractionRecord
-from ..state import AppState, app_state
 from ..visible import shown
-from .common import ToolSpec, result
+from .args import CurrentCall, result
+from .spec import ToolSpec
 
 JobStatus = Literal[
     "SUBMITTED", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "ERROR", "OUTCOME_UNKNOWN"
@@ -30,17 +29,15 @@ where its stems were saved, plus the credits spent in the last 24 hours and 30 d
 contact MusicGPT (statuses are as last seen: call get_extraction for a fresh one)."""
 
 
+Limit = Annotated[int, Field(description="How many jobs to return, newest first.", ge=1, le=200)]
+StatusFilter = Annotated[JobStatus | None, Field(description="Only jobs whose last known status is this.")]
+Query = Annotated[str | None, Field(description="Only jobs whose song name or URL contains this text.", max_length=200)]
+
+
 async def list_extractions(
-    ctx: Context[AppState],
-    limit: Annotated[int, Field(description="How many jobs to return, newest first.", ge=1, le=200)] = 20,
-    status: Annotated[JobStatus | None, Field(description="Only jobs whose last known status is this.")] = None,
-    query: Annotated[
-        str | None, Field(description="Only jobs whose song name or URL contains this text.", max_length=200)
-    ] = None,
+    call: CurrentCall, limit: Limit = 20, status: StatusFilter = None, query: Query = None
 ) -> Annotated[CallToolResult, ExtractionList]:
-    state = app_state(ctx)
-    ledger = await state.require_ledger()
-    listing = await listing_for(ledger, state.who().owner, limit, status, query.strip() if query else None)
+    listing = await listing_for(await call.ledger(), call.owner, limit, status, query.strip() if query else None)
     return result(summaries.extractions(listing, status, query), listing)
 
 

@@ -1,22 +1,24 @@
-"""What the tools share: argument types, the client-roots resolvers, and how a result is shaped."""
+"""What the tools share: argument types (each catalog list from the one catalog), the parameters the SDK fills
+in itself (the `Call`, the client's roots), and how a result is shaped."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ListRootsResult, TextContent
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonSchemaHandler, WithJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from .. import completions, contract
 from ..catalog import PREPROCESSING_OPTIONS, STEMS
+from ..call import Call, open_call
+from ..errors import tool_errors
 from ..files import AllowedDirs, allowed_dirs
-from ..state import AppState
+from ..state import ServerState
 from ..visible import shown
 
 
@@ -79,6 +81,10 @@ def catalog_names(field: str, given: Sequence[str], choices: tuple[T, ...], what
     return [c for name in given for c in choices if c == name]
 
 
+async def _open_call(ctx: Context[ServerState]) -> Call:
+    return open_call(ctx)
+
+
 TaskId = Annotated[
     str,
     Field(
@@ -90,7 +96,12 @@ TaskId = Annotated[
 ]
 
 
-def _client_roots(ctx: Context[AppState], path: str | None) -> ListRoots | None:
+# The call being served (call.py), made by the SDK for each tool that takes one; a failure to make it (an invalid
+# configuration, no sign-in) is a tool error like any other.
+CurrentCall = Annotated[Call, Resolve(tool_errors(_open_call))]
+
+
+def _client_roots(ctx: Context[ServerState], path: str | None) -> ListRoots | None:
     """Ask the client for its roots, only when a path is to be checked against them: not when the
     user configured folders, not when the client offers none, not for URL-only calls, and never over
     HTTP: a remote client's roots name folders on the client's machine, not on this server's, so there
@@ -107,11 +118,11 @@ def _client_roots(ctx: Context[AppState], path: str | None) -> ListRoots | None:
     return ListRoots()
 
 
-async def _roots_for_audio_file(ctx: Context[AppState], audio_file: str | None = None) -> ListRoots | None:
+async def _roots_for_audio_file(ctx: Context[ServerState], audio_file: str | None = None) -> ListRoots | None:
     return _client_roots(ctx, audio_file)
 
 
-async def _roots_for_output_dir(ctx: Context[AppState], output_dir: str | None = None) -> ListRoots | None:
+async def _roots_for_output_dir(ctx: Context[ServerState], output_dir: str | None = None) -> ListRoots | None:
     return _client_roots(ctx, output_dir)
 
 
@@ -119,12 +130,10 @@ RootsForAudioFile = Annotated[ListRootsResult | None, Resolve(_roots_for_audio_f
 RootsForOutputDir = Annotated[ListRootsResult | None, Resolve(_roots_for_output_dir)]
 
 
-def allowed(state: AppState, roots: ListRootsResult | None) -> AllowedDirs:
+def allowed(call: Call, roots: ListRootsResult | None) -> AllowedDirs:
     """The folders a path may name: the operator's, else (stdio only) the client's roots or the home folder."""
-    settings = state.settings
-    assert settings is not None  # the tools call `state.require()` first
-    offered = [str(r.uri) for r in roots.roots] if roots and state.transport == "stdio" else None
-    return allowed_dirs(settings.allowed_dirs, offered)
+    offered = [str(r.uri) for r in roots.roots] if roots and call.state.transport == "stdio" else None
+    return allowed_dirs(call.settings.allowed_dirs, offered)
 
 
 def result(text: str, model: BaseModel, *blocks: ContentBlock) -> CallToolResult:
@@ -132,26 +141,3 @@ def result(text: str, model: BaseModel, *blocks: ContentBlock) -> CallToolResult
     return CallToolResult(
         content=[TextContent(type="text", text=text), *blocks], structured_content=model.model_dump(mode="json")
     )
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """One row of the tool table: the function and how a host presents it."""
-
-    fn: Any
-    name: str
-    title: str
-    description: str
-    read_only: bool
-    idempotent: bool
-    meta: dict[str, Any] | None = None
-
-    def annotations(self) -> ToolAnnotations:
-        # None of our tools deletes anything; all of them talk to MusicGPT.
-        return ToolAnnotations(
-            title=self.title,
-            read_only_hint=self.read_only,
-            destructive_hint=False,
-            idempotent_hint=self.idempotent,
-            open_world_hint=True,
-        )

@@ -7,19 +7,18 @@ from pathlib import Path
 from typing import Annotated, BinaryIO, Literal
 
 import anyio
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 from pydantic import Field
 
 from .. import downloads, player, summaries
 from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
-from ..config import Settings
+from ..call import Call
 from ..models import StemAudioChunk
-from ..musicgpt import MusicGPTClient, MusicGPTError
-from ..state import AppState, app_state
+from ..musicgpt import MusicGPTError
 from ..stem_cache import read_chunk
-from .common import StemName, TaskId, ToolSpec, catalog_names, result
+from .args import CurrentCall, StemName, TaskId, catalog_names, result
+from .spec import ToolSpec
 
 # A slice per call: 512 KiB is ~700 KB of base64 in one JSON-RPC message, small enough for any
 # host's postMessage and tool-result limits, and a 4 MB MP3 stem still arrives in 8 calls.
@@ -32,41 +31,29 @@ saved when there is one, otherwise the server fetches the stem from MusicGPT's s
 in a private cache. Free (no credits)."""
 
 
+Stem_ = Annotated[StemName, Field(description="Which stem of the job to read.")]
+Format = Annotated[Literal["mp3", "wav"], Field(description="mp3 (smaller, the default) or wav, as the job lists it.")]
+Offset = Annotated[int, Field(description="Byte offset to start at (0 for the first slice).", ge=0)]
+Length = Annotated[int, Field(description=f"Bytes to read, at most {MAX_SLICE} (512 KiB).", ge=1, le=MAX_SLICE)]
+
+
 async def read_stem_audio(
-    ctx: Context[AppState],
+    call: CurrentCall,
     task_id: TaskId,
-    stem: Annotated[StemName, Field(description="Which stem of the job to read.")],
-    format: Annotated[
-        Literal["mp3", "wav"], Field(description="mp3 (smaller, the default) or wav, as the job lists it.")
-    ] = "mp3",
-    offset: Annotated[int, Field(description="Byte offset to start at (0 for the first slice).", ge=0)] = 0,
-    length: Annotated[
-        int, Field(description=f"Bytes to read, at most {MAX_SLICE} (512 KiB).", ge=1, le=MAX_SLICE)
-    ] = MAX_SLICE,
+    stem: Stem_,
+    format: Format = "mp3",
+    offset: Offset = 0,
+    length: Length = MAX_SLICE,
 ) -> Annotated[CallToolResult, StemAudioChunk]:
-    state = app_state(ctx)
     [name] = catalog_names("stem", [stem], STEMS, "a stem MusicGPT separates")
-    _, settings = state.require()
-    who = state.who()
-    await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
-    client = who.client
+    book = call.book
+    await book.known(task_id)  # on a shared server, only the caller's own jobs
     source: Literal["saved", "fetched"] = "saved"
-    saved = await state.saved_stem(who, task_id, name, format)
+    saved = await book.saved_stem(task_id, name, format)
     sliced = await _read(saved, offset, length) if saved is not None else None
     if sliced is None:
         source = "fetched"
-
-        async def fetch(sink: BinaryIO) -> int:
-            return await _fetch(client, settings, task_id, name, format, sink, state.stem_cache.max_bytes)
-
-        # Twice: another call may evict the file between fetching and reading it, when the cache is full.
-        for _ in range(2):
-            path = await state.stem_cache.get(task_id, name, format, fetch)
-            sliced = await _read(path, offset, length)
-            if sliced is not None:
-                break
-        else:
-            raise ToolError(f"The {name} stem was fetched but its cached copy vanished; call read_stem_audio again.")
+        sliced = await _read_fetched(call, task_id, name, format, offset, length)
     data, total = sliced
     if offset > total:
         raise ToolError(f"offset {offset} is past the end of the {name} stem ({total} bytes); start again from 0.")
@@ -88,6 +75,23 @@ async def read_stem_audio(
     return result(text, chunk)
 
 
+async def _read_fetched(
+    call: Call, task_id: str, stem: Stem, fmt: Literal["mp3", "wav"], offset: int, length: int
+) -> tuple[bytes, int]:
+    """The slice from the server's private copy of the stem, fetched from MusicGPT's storage once."""
+    cache = call.state.stem_cache
+
+    async def fetch(sink: BinaryIO) -> int:
+        return await _fetch(call, task_id, stem, fmt, sink, cache.max_bytes)
+
+    # Twice: another call may evict the file between fetching and reading it, when the cache is full.
+    for _ in range(2):
+        sliced = await _read(await cache.get(task_id, stem, fmt, fetch), offset, length)
+        if sliced is not None:
+            return sliced
+    raise ToolError(f"The {stem} stem was fetched but its cached copy vanished; call read_stem_audio again.")
+
+
 async def _read(path: Path, offset: int, length: int) -> tuple[bytes, int] | None:
     """The slice, or None when the file is not there as the regular file it was: deleted or evicted since it was
     recorded, or replaced by a link or a folder (never followed: the stem is fetched again instead)."""
@@ -98,29 +102,16 @@ async def _read(path: Path, offset: int, length: int) -> tuple[bytes, int] | Non
 
 
 async def _fetch(
-    client: MusicGPTClient,
-    settings: Settings,
-    task_id: str,
-    stem: Stem,
-    fmt: Literal["mp3", "wav"],
-    sink: BinaryIO,
-    cache_bytes: int,
+    call: Call, task_id: str, stem: Stem, fmt: Literal["mp3", "wav"], sink: BinaryIO, cache_bytes: int
 ) -> int:
-    status = await client.get_status(task_id)
-    if status.failed:
-        reason = f": {status.status_message}" if status.status_message else ""
-        raise ToolError(f"Extraction {task_id} {status.status}{reason}. It produced no stems to play.")
-    if not status.done:
-        raise ToolError(
-            f"Extraction {task_id} is not finished yet (status {status.status}); its stems cannot be played yet."
-        )
+    status = await call.book.finished(task_id, "play")
     known, _ = downloads.screen(status.mp3 if fmt == "mp3" else status.wav)
     url = known.get(stem)
     if url is None:
         available = ", ".join(sorted(k for k in known if k in STEM_DESCRIPTIONS)) or "none"
         raise ToolError(f"Extraction {task_id} has no {fmt} file for {stem}. Stems available as {fmt}: {available}.")
     try:
-        return await client.download(url, sink, max_bytes=min(settings.max_download_bytes, cache_bytes))
+        return await call.client.download(url, sink, max_bytes=min(call.settings.max_download_bytes, cache_bytes))
     except MusicGPTError as exc:
         raise ToolError(f"Could not fetch the {stem} stem ({fmt}) from MusicGPT's storage: {exc}") from None
 

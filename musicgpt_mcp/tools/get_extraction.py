@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ResourceLink
 from pydantic import Field
 
@@ -13,9 +12,8 @@ from .. import player, summaries
 from ..clients import abilities
 from ..downloads import AUDIO_MIME
 from ..models import ExtractionStatus
-from ..state import AppState, app_state
-from ..waiting import EtaHint, wait_for_job
-from .common import TaskId, ToolSpec, result
+from .args import CurrentCall, TaskId, result
+from .spec import ToolSpec
 
 DESCRIPTION = """\
 Check a stem extraction job submitted with extract_stems, optionally waiting for it to finish. Free \
@@ -27,41 +25,31 @@ FAILED or ended in ERROR is reported with MusicGPT's reason (done=true, succeede
 succeeded is true, call download_stems to save the stems."""
 
 
-async def get_extraction(
-    ctx: Context[AppState],
-    task_id: TaskId,
-    wait_seconds: Annotated[
-        int,
-        Field(
-            description=(
-                "How long to wait for the job to finish, in seconds. 0 (the default) just looks. Waits "
-                "are capped by the server (50 s unless configured otherwise) so the call returns before "
-                "hosts time out; call again to keep waiting."
-            ),
-            ge=0,
-            le=3600,
+Wait = Annotated[
+    int,
+    Field(
+        description=(
+            "How long to wait for the job to finish, in seconds. 0 (the default) just looks. Waits "
+            "are capped by the server (50 s unless configured otherwise) so the call returns before "
+            "hosts time out; call again to keep waiting."
         ),
-    ] = 0,
-) -> Annotated[CallToolResult, ExtractionStatus]:
-    state = app_state(ctx)
-    _, settings = state.require()
-    who = state.who()
-    wait = min(wait_seconds, settings.max_wait)
-    job = await state.known_job(who, task_id)
-    # From the ledger, so a restarted server polls on the same schedule as the one that submitted.
-    hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
+        ge=0,
+        le=3600,
+    ),
+]
 
-    async def report(progress: float, total: float, message: str) -> None:
-        await ctx.report_progress(progress, total, message)
 
-    status, waited = await wait_for_job(who.client, task_id, wait, hint, report)
-    await state.remember_status(who, task_id, status, job)
-    extraction = summaries.status_model(task_id, status, waited)
-    eta_left = hint.remaining(time.time()) if hint else None
-    offered = state.offers_downloads
+async def get_extraction(call: CurrentCall, task_id: TaskId, wait_seconds: Wait = 0) -> Annotated[
+    CallToolResult, ExtractionStatus
+]:
+    wait = min(wait_seconds, call.settings.max_wait)
+    refreshed = await call.book.refresh(task_id, wait, call.progress)
+    extraction = summaries.status_model(task_id, refreshed.status, refreshed.waited)
+    eta_left = refreshed.eta_left(time.time())
+    offered = call.state.offers_downloads
     text = summaries.status(extraction, eta_left, wait_seconds, wait, downloads_offered=offered)
     reply = result(text, extraction, *([] if offered else stem_links(extraction)))
-    if eta_left is not None and not extraction.done and abilities(ctx).renders_apps:
+    if eta_left is not None and not extraction.done and abilities(call.ctx).renders_apps:
         reply.meta = {player.ETA_META: max(0, round(eta_left))}
     return reply
 

@@ -1,0 +1,75 @@
+"""One tool call's view of the server: who is calling, the MusicGPT client that pays with their key, their jobs.
+
+The SDK makes a `Call` for every tool that asks for one (a parameter annotated `CurrentCall`, tools/args.py), so
+no tool repeats the preamble of finding the process's state, checking the configuration and naming the caller.
+Over stdio there is one caller; over HTTP each request says who it is (identity.py), and a caller who brings
+their own key (header mode) gets a client for that key, for this call only, on the process's shared pools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from .config import Settings
+from .identity import current_caller
+from .jobs import JobBook
+from .ledger import Ledger
+from .musicgpt import MusicGPTClient
+from .state import ServerState, server_state
+
+
+@dataclass(frozen=True)
+class Call:
+    ctx: Context[ServerState]
+    state: ServerState
+    settings: Settings
+    owner: str
+    client: MusicGPTClient  # pays with the caller's key: the operator's, or their own in header mode
+    account: str  # the ledger's name for that key's MusicGPT account
+    api_key: str | None  # for the account's one-time rename (accounts.adopt); never stored, never shown
+
+    @cached_property
+    def book(self) -> JobBook:
+        assert self.state.ledger is not None  # built with the settings
+        return JobBook(
+            self.state.ledger, self.owner, self.client, isolated=self.state.isolated, max_wait=self.settings.max_wait
+        )
+
+    async def ledger(self) -> Ledger:
+        """The ledger, or the one explanation of why it cannot be used."""
+        assert self.state.ledger is not None and self.state.accounts is not None
+        ledger = await self.state.ledger.require()
+        await self.state.accounts.adopt(ledger, self.owner, self.client.base_url, self.api_key)
+        return ledger
+
+    def redact(self, text: str) -> str:
+        """`text` without the caller's key, nor the operator's."""
+        text = self.client.redact(text)
+        operator = self.state.client
+        return operator.redact(text) if operator is not None and operator is not self.client else text
+
+    async def progress(self, done: float, total: float | None, message: str) -> None:
+        await self.ctx.report_progress(done, total, message)
+
+
+def open_call(ctx: Context[Any]) -> Call:
+    """The call being served. Raises the configuration error, or NotSignedIn, as a Failure."""
+    state = server_state(ctx)
+    settings, operator, accounts = state.settings, state.client, state.accounts
+    if settings is None or operator is None or accounts is None:
+        assert state.config_error is not None
+        raise state.config_error
+    caller = current_caller(state.auth, settings.api_key)
+    client = operator
+    if caller.own_key and caller.api_key is not None:
+        status, submit = accounts.limiters_for_key(operator.base_url, caller.api_key)
+        client = operator.with_key(caller.api_key, status_limiter=status, submit_limiter=submit)
+    key = caller.api_key.get_secret_value() if caller.api_key is not None else None
+    return Call(ctx, state, settings, caller.owner, client, accounts.name(client.base_url, key), key)
+
+
+__all__ = ["Call", "open_call"]
