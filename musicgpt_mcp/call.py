@@ -14,12 +14,13 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from .config import Settings
+from .accounts import Accounts
+from .config import ConfigError, Settings
 from .identity import current_caller
 from .jobs import JobBook
 from .ledger import Ledger
 from .musicgpt import MusicGPTClient
-from .state import ServerState, server_state
+from .state import LedgerHandle, ServerState, server_state
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,18 @@ class Call:
     client: MusicGPTClient  # pays with the caller's key: the operator's, or their own in header mode
     account: str  # the ledger's name for that key's MusicGPT account
     api_key: str | None  # for the account's one-time rename (accounts.adopt); never stored, never shown
+    accounts: Accounts
+    ledgers: LedgerHandle
 
     @cached_property
     def book(self) -> JobBook:
-        assert self.state.ledger is not None  # built with the settings
-        return JobBook(
-            self.state.ledger, self.owner, self.client, isolated=self.state.isolated, max_wait=self.settings.max_wait
-        )
+        isolated, wait = self.state.isolated, self.settings.max_wait
+        return JobBook(self.ledgers, self.owner, self.client, isolated=isolated, max_wait=wait)
 
     async def ledger(self) -> Ledger:
         """The ledger, or the one explanation of why it cannot be used."""
-        assert self.state.ledger is not None and self.state.accounts is not None
-        ledger = await self.state.ledger.require()
-        await self.state.accounts.adopt(ledger, self.owner, self.client.base_url, self.api_key)
+        ledger = await self.ledgers.require()
+        await self.accounts.adopt(ledger, self.owner, self.client.base_url, self.api_key)
         return ledger
 
     def redact(self, text: str) -> str:
@@ -59,17 +59,17 @@ class Call:
 def open_call(ctx: Context[Any]) -> Call:
     """The call being served. Raises the configuration error, or NotSignedIn, as a Failure."""
     state = server_state(ctx)
-    settings, operator, accounts = state.settings, state.client, state.accounts
-    if settings is None or operator is None or accounts is None:
-        assert state.config_error is not None
-        raise state.config_error
+    settings, operator, accounts, ledgers = state.settings, state.client, state.accounts, state.ledger
+    if settings is None or operator is None or accounts is None or ledgers is None:
+        raise state.config_error or ConfigError("The server is not configured.")
     caller = current_caller(state.auth, settings.api_key)
     client = operator
     if caller.own_key and caller.api_key is not None:
         status, submit = accounts.limiters_for_key(operator.base_url, caller.api_key)
         client = operator.with_key(caller.api_key, status_limiter=status, submit_limiter=submit)
     key = caller.api_key.get_secret_value() if caller.api_key is not None else None
-    return Call(ctx, state, settings, caller.owner, client, accounts.name(client.base_url, key), key)
+    account = accounts.name(client.base_url, key)
+    return Call(ctx, state, settings, caller.owner, client, account, key, accounts, ledgers)
 
 
 __all__ = ["Call", "open_call"]

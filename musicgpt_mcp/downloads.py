@@ -23,6 +23,7 @@ import anyio
 
 from . import contract
 from .catalog import STEM_DESCRIPTIONS, Stem
+from .failures import Failure
 from .files import AUDIO_CONTENT_TYPES
 from .musicgpt import MusicGPTClient, MusicGPTError
 
@@ -32,8 +33,10 @@ AUDIO_MIME: Final[dict[str, str]] = {fmt: AUDIO_CONTENT_TYPES[f".{fmt}"] for fmt
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()\-]+")
 
 
-class OutputRefused(Exception):
+class OutputRefused(Failure):
     """The output location is not allowed; the message names the root and the fix."""
+
+    consequence = "Nothing was downloaded."
 
 
 def resolve_output_dir(requested: str | None, root: Path, default_name: str, also_allowed: Sequence[Path] = ()) -> Path:

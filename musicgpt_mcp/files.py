@@ -18,6 +18,7 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from . import contract, sniff
+from .failures import Failure
 from .multipart import FilePart
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
@@ -48,8 +49,10 @@ SNIFF_BYTES: Final = 8192
 DEFAULT_MAX_UPLOAD_MB: Final = 4096
 
 
-class FileRefused(Exception):
+class FileRefused(Failure):
     """The file may not be uploaded; the message says which rule refused it and what to do."""
+
+    consequence = "Nothing was submitted."
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import anyio
 from . import __version__, contract, keys, sniff
 from .addresses import AddressRefused
 from .config import key_problem
+from .failures import Failure
 from .multipart import FileChangedError, FilePart, MultipartBody
 from .ratelimit import Limiter, RateLimiter
 
@@ -37,7 +38,7 @@ CHECK_BEFORE_RETRY = (
 Outcome = Literal["not_sent", "rejected", "unknown"]
 
 
-class MusicGPTError(Exception):
+class MusicGPTError(Failure):
     """A failure explained for a person: what happened and what to do next. Never holds the key.
 
     `outcome` tells a submit's caller whether money may have moved: "not_sent" (nothing left the
@@ -46,8 +47,7 @@ class MusicGPTError(Exception):
     """
 
     def __init__(self, message: str, outcome: Outcome = "not_sent") -> None:
-        super().__init__(message)
-        self.outcome: Outcome = outcome
+        super().__init__(message, outcome="maybe_charged" if outcome == "unknown" else "not_charged")
 
 
 class TaskNotFoundError(MusicGPTError):

@@ -6,53 +6,41 @@ import json
 import re
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError
 
 from . import contract, summaries
+from .call import open_call
 from .catalog import catalog_json
-from .ledger import JOB_STATUSES, LedgerError
-from .musicgpt import MusicGPTError
-from .state import AppState, app_state
-from .tools.history import listing_for
+from .errors import resource_errors
+from .ledger import JOB_STATUSES
+from .state import ServerState
+from .tools.list_extractions import listing_for
 
 
 def stems_catalog() -> str:
     return json.dumps(catalog_json(), indent=2)
 
 
-async def extraction(task_id: str, ctx: Context[AppState]) -> str:
-    state = app_state(ctx)
+@resource_errors
+async def extraction(task_id: str, ctx: Context[ServerState]) -> str:
     if not re.fullmatch(contract.TASK_ID_PATTERN, task_id):
         raise ResourceError(f"{task_id[:100]!r} is not a task ID; use the task_id extract_stems returned.")
-    try:
-        who = state.who()
-    except ToolError as exc:
-        raise ResourceError(str(exc)) from None
-    try:
-        job = await state.known_job(who, task_id)  # on a shared server, only the caller's own jobs
-        status = await who.client.get_status(task_id)
-    except (ToolError, MusicGPTError) as exc:
-        raise ResourceError(who.client.redact(str(exc))) from None
-    await state.remember_status(who, task_id, status, job)
-    # As for tool results, the key never leaves in a resource, whatever MusicGPT put in its reply.
-    return who.client.redact(summaries.status_model(task_id, status, 0.0).model_dump_json(indent=2))
+    # On a shared server, only the caller's own jobs; as for tool results, the key never leaves in a resource
+    # (resource_errors scrubs it), whatever MusicGPT put in its reply.
+    refreshed = await open_call(ctx).book.refresh(task_id)
+    return summaries.status_model(task_id, refreshed.status, 0.0).model_dump_json(indent=2)
 
 
+@resource_errors
 async def extractions(
-    ctx: Context[AppState], status: str | None = None, query: str | None = None, limit: str | None = None
+    ctx: Context[ServerState], status: str | None = None, query: str | None = None, limit: str | None = None
 ) -> str:
-    state = app_state(ctx)
-    ledger = await state.ledger()
-    if ledger is None:
-        raise ResourceError("The job ledger cannot be used; see the server's log (MUSICGPT_MCP_STATE_DIR).")
-    try:
-        count = _limit(limit)
-        wanted = status.upper() if status else None
-        if wanted is not None and wanted not in JOB_STATUSES:
-            raise ResourceError(f"status must be one of {', '.join(JOB_STATUSES)}; got {wanted[:40]!r}.")
-        listing = await listing_for(ledger, state.who().owner, max(1, min(count, 200)), wanted, query)
-    except LedgerError as exc:
-        raise ResourceError(f"The job ledger could not be read: {exc}") from None
+    call = open_call(ctx)
+    count = _limit(limit)
+    wanted = status.upper() if status else None
+    if wanted is not None and wanted not in JOB_STATUSES:
+        raise ResourceError(f"status must be one of {', '.join(JOB_STATUSES)}; got {wanted[:40]!r}.")
+    listing = await listing_for(await call.ledger(), call.owner, count, wanted, query)
     return listing.model_dump_json(indent=2)
 
 
@@ -68,7 +56,7 @@ def _limit(raw: str | None) -> int:
     return 200 if len(significant) > 3 else max(1, min(int(significant or "0"), 200))
 
 
-def register(server: MCPServer[AppState]) -> None:
+def register(server: MCPServer[ServerState]) -> None:
     server.resource(
         "musicgpt://stems",
         name="stems",

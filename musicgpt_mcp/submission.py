@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import anyio
 
+from . import failures
 from .failures import Failure
 from .ledger import (
     Accepted,
@@ -98,15 +99,9 @@ async def submit(
     submit is given back instead. `answer`: the consent answer that allows this submission (answers.py),
     spent by it: a second submission on the same answer is refused."""
     while True:
-        try:
-            claim = await ledger.claim(request, policy, time.time())
-        except LedgerError as exc:
-            raise Refused(
-                f"The job ledger could not be used ({exc}), so nothing was submitted: without it this server cannot "
-                "promise the user is not charged twice. Check where it is kept (the database in "
-                "MUSICGPT_MCP_DATABASE_URL when set, else MUSICGPT_MCP_STATE_DIR or the default state folder), "
-                "then try again."
-            ) from None
+        # A ledger that cannot be used refuses the submit (LedgerError): without it this server cannot promise
+        # the user is not charged twice.
+        claim = await ledger.claim(request, policy, time.time())
         if isinstance(claim, Reused):
             log.info("reusing job %s for an identical request: nothing submitted", claim.job.task_id)
             return Outcome(claim.job, reused=True)
@@ -135,10 +130,10 @@ async def _spend(ledger: Ledger, job_id: int, answer: str) -> None:
     try:
         fresh = await ledger.spend_answer(answer, time.time())
     except LedgerError as exc:
-        await _settle(ledger, job_id, "not_sent", str(exc))
-        raise Refused(f"The job ledger could not be used ({exc}), so nothing was submitted. Try again.") from None
+        await _settle(ledger, job_id, "not_charged", str(exc))
+        raise
     if not fresh:
-        await _settle(ledger, job_id, "not_sent", "consent answer already spent")
+        await _settle(ledger, job_id, "not_charged", "consent answer already spent")
         raise Refused(
             "This answer to the consent question was already used for a paid job, and one answer buys one job. "
             "Nothing was submitted. Call extract_stems again if the user wants another job: they will be asked again."
@@ -164,7 +159,7 @@ async def _submit_claimed(
         # Cancelled by the client, or a crash, while the request was in the air: it may have been
         # charged. Recorded even while being cancelled, so a later identical call will not pay blindly.
         with anyio.CancelScope(shield=True):
-            await _settle(ledger, job_id, "unknown", "the call was stopped while the request was being sent")
+            await _settle(ledger, job_id, "maybe_charged", "the call was stopped while the request was being sent")
         raise
     accepted = Accepted(reply.task_id, reply.conversion_id, reply.eta, reply.credit_estimate)
     try:
@@ -202,9 +197,11 @@ def _unrecorded(job_id: int, request: JobRequest, reply: Accepted, submitted_at:
     )
 
 
-async def _settle(ledger: Ledger, job_id: int, outcome: str, why: str) -> None:
+async def _settle(ledger: Ledger, job_id: int, outcome: failures.Outcome, why: str) -> None:
+    """Record how a claimed submit ended: a job that may have been charged blocks identical submits; one that
+    certainly was not gives its claim back."""
     try:
-        if outcome == "unknown":
+        if outcome == "maybe_charged":
             await ledger.outcome_unknown(job_id, why)
         else:
             await ledger.release(job_id)

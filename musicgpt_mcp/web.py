@@ -35,7 +35,7 @@ from .config import ConfigError, Settings, default_state_dir
 from .http_guard import uvicorn_config
 from .secret import derived, kept_secret
 from .sessions import RestoreSession, SessionIds, SessionSeal
-from .state import AppState
+from .state import ServerState
 from .tool_list_cache import ToolListCache
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
         # Only because the app is stateless: every connection is born ready, so no handshake gate is skipped.
         ToolListCache(),
     ]
-    states: list[AppState] = []
+    states: list[ServerState] = []
     server = create_server(settings, transport="http", on_state=states.append, secret=http.secret, **options)
 
     async def healthz(request: Request) -> Response:
@@ -174,12 +174,12 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
     return app
 
 
-async def health(states: list[AppState]) -> Response:
+async def health(states: list[ServerState]) -> Response:
     """Up, and able to reach the ledger's database: what a load balancer needs to route to a replica."""
     if not states:
         return JSONResponse({"status": "starting"}, status_code=503)
-    state = states[-1]
-    ledger = await state.ledger()
+    handle = states[-1].ledger
+    ledger = await handle.get() if handle is not None else None
     if ledger is None:
         return JSONResponse({"status": "unavailable", "ledger": "cannot be opened (see the server's log)"}, 503)
     try:

@@ -347,7 +347,7 @@ async def test_fifo_swapped_in_after_the_checks_does_not_hang(
     blocking, sees it is not the file that was checked, and stops with an honest message."""
     import anyio
 
-    from musicgpt_mcp.tools import extract
+    from musicgpt_mcp.tools import extract_plan as extract
 
     fifo = song.with_name("swap.fifo")
     os.mkfifo(fifo)

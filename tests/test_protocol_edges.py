@@ -23,7 +23,7 @@ from musicgpt_mcp import clients, player, tools
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.server import create_server
 from musicgpt_mcp.sessions import HEADER
-from musicgpt_mcp.tools.common import ToolSpec
+from musicgpt_mcp.tools.spec import ToolSpec
 
 from .conftest import SECRET_KEY, connect, make_settings, renders_apps
 from .support.http_server import serve_http

@@ -14,8 +14,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from .. import completions, contract
-from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..call import Call, open_call
+from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..errors import tool_errors
 from ..files import AllowedDirs, allowed_dirs
 from ..state import ServerState

@@ -20,10 +20,11 @@ from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
 from ..clients import abilities
 from ..errors import tool_errors
 from ..failures import Failure
-from ..files import FilePart, check_audio_file
+from ..files import check_audio_file
 from ..fingerprint import fingerprint_file, fingerprint_url
 from ..ledger import Claimed, InFlight, JobRequest, LimitReached, Policy, Reused, Unknown
 from ..ledger.base import HOUR
+from ..multipart import FilePart
 from ..musicgpt import ExtractionRequest, MissingAPIKeyError
 from ..urls import check_url, check_webhook_url
 from ..visible import shown

@@ -12,8 +12,8 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from .. import downloads, player, summaries
-from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
 from ..call import Call
+from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
 from ..models import StemAudioChunk
 from ..musicgpt import MusicGPTError
 from ..stem_cache import read_chunk
