@@ -4,17 +4,22 @@ Why not httpx2's `files=`: its encoder reads the file synchronously on the event
 chunks, which measured about 0.3x curl's upload throughput on loopback and stalls every other
 request while it reads. This body reads 1 MiB at a time in a worker thread, so a 2 GB upload runs
 near wire speed with flat memory and the server keeps answering meanwhile.
+
+The file is read from a descriptor opened (and proved to hold the checked content) before the
+request starts, never by its path again, and each chunk is read with the file's state checked right
+after: content that changed in place while it was being sent stops the upload before it is complete.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+
+from .ledger.base import FileKey
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -26,9 +31,10 @@ class FilePart:
     filename: str
     content_type: str
     size: int
-    # (st_dev, st_ino) of the file that passed the checks: the upload refuses any other file that
-    # appears at the same path in between.
-    identity: tuple[int, int] | None = None
+    # The file as it passed the checks, and the SHA-256 of the first bytes the checks read: whatever
+    # reads it later (the hash, the upload) refuses anything at that path that is not this content.
+    identity: FileKey
+    head_sha256: bytes
 
 
 def _quote(value: str) -> str:
@@ -37,14 +43,20 @@ def _quote(value: str) -> str:
 
 
 class MultipartBody:
-    """Iterable once per attempt; `content_length` is exact so no chunked encoding is needed."""
+    """Iterable once per attempt; `content_length` is exact so no chunked encoding is needed.
+
+    With a file, `fd` is a descriptor on it that the caller opened and checked (files.open_checked)
+    and closes after the request."""
 
     def __init__(
         self,
         fields: Sequence[tuple[str, str]],
         file: FilePart | None,
         on_file_bytes: Callable[[int], Awaitable[None]] | None = None,
+        fd: int | None = None,
     ) -> None:
+        if (file is None) != (fd is None):
+            raise ValueError("a file part needs the descriptor it is read from, and only then")
         self._on_file_bytes = on_file_bytes
         self.boundary = os.urandom(16).hex()
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
@@ -61,6 +73,7 @@ class MultipartBody:
         self._head = bytes(head)
         self._tail = (b"\r\n" if file is not None else b"") + f"--{self.boundary}--\r\n".encode()
         self._file = file
+        self._fd = fd
         self.content_length = len(self._head) + (file.size if file else 0) + len(self._tail)
         self.file_bytes_sent = 0
 
@@ -70,39 +83,35 @@ class MultipartBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self._head
-        if self._file is not None:
-            remaining = self._file.size
-            async with await anyio.open_file(self._file.path, "rb", buffering=0, opener=_open_without_waiting) as f:
-                info = os.fstat(f.wrapped.fileno())
-                same = self._file.identity is None or (info.st_dev, info.st_ino) == self._file.identity
-                if not same or not stat.S_ISREG(info.st_mode):
-                    raise FileChangedError(self._file.path)
-                while remaining > 0:
-                    chunk = await f.read(min(CHUNK_SIZE, remaining))
-                    if not chunk:
-                        # The file shrank after we measured it; sending fewer bytes than the
-                        # declared Content-Length would leave the server waiting, so stop loudly.
-                        raise FileChangedError(self._file.path)
-                    remaining -= len(chunk)
-                    self.file_bytes_sent += len(chunk)
-                    if self._on_file_bytes is not None:
-                        await self._on_file_bytes(self.file_bytes_sent)
-                    yield chunk
+        if self._file is not None and self._fd is not None:
+            self.file_bytes_sent = 0
+            offset, size = 0, self._file.size
+            while offset < size:
+                n = min(CHUNK_SIZE, size - offset)
+                chunk = await anyio.to_thread.run_sync(read_unchanged, self._fd, n, offset, self._file)
+                offset += len(chunk)
+                self.file_bytes_sent = offset
+                if self._on_file_bytes is not None:
+                    await self._on_file_bytes(offset)
+                yield chunk
         yield self._tail
 
 
-def _open_without_waiting(path: str, flags: int) -> int:
-    """Open without following a link, and without blocking: a FIFO swapped in after the checks
-    would block a plain open (in a worker thread no cancellation reaches) until a writer appears,
-    which may be never. With O_NONBLOCK the open returns at once, and the fstat that follows
-    refuses anything but the regular file that was checked. For a regular file the flag changes
-    nothing."""
-    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+def read_unchanged(fd: int, n: int, offset: int, part: FilePart) -> bytes:
+    """Up to `n` bytes of `part` at `offset`, or FileChangedError when the file is no longer as checked.
+
+    The check comes after the read: a write sets the file's ctime before it changes any byte, so
+    bytes read before a check that still finds the checked state are the checked content. A file cut
+    short would leave the server waiting for bytes the declared Content-Length promised; it stops too."""
+    chunk = os.pread(fd, n, offset)
+    if not chunk or FileKey.of(os.fstat(fd)) != part.identity:
+        raise FileChangedError(part.path)
+    return chunk
 
 
 class FileChangedError(OSError):
-    """The file is no longer the one that was checked: replaced, or shorter than it was."""
+    """The file is no longer the one that was checked: replaced, written to, or shorter than it was."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} changed while it was being uploaded")
+        super().__init__(f"{path} changed after it was checked")
         self.path = path
