@@ -87,9 +87,10 @@ def received_hashes(sandbox: Sandbox) -> list[str]:
 
 @pytest.fixture
 def long_song(tmp_path: Path) -> Path:
-    """About 3 MB of MPEG frames: several upload chunks, so a change can land between two of them."""
+    """MPEG frames enough for three upload chunks, so a change can land between two of them."""
     path = tmp_path / "long.mp3"
-    path.write_bytes(audio_samples.id3() + mp3_silence(200.0))
+    path.write_bytes(audio_samples.id3() + mp3_silence(200.0 * multipart.CHUNK_SIZE / 1024 / 1024))
+    assert path.stat().st_size > 2 * multipart.CHUNK_SIZE
     return path
 
 
@@ -216,32 +217,33 @@ async def test_a_replacement_while_the_user_is_asked_is_never_uploaded(sandbox: 
 
 
 def change_after_first_chunk(monkeypatch: pytest.MonkeyPatch, change: Any) -> list[int]:
-    """Run `change(path)` once the first chunk of the upload has been read, before the second is."""
-    read = multipart.read_unchanged
-    offsets: list[int] = []
+    """Run `change(path)` once the first chunk of the upload has been read and verified, before the second
+    is read. Returns the sizes of the chunks verified (or found changed)."""
+    verified = multipart.verified
+    sizes: list[int] = []
 
-    def read_then_change(fd: int, n: int, offset: int, part: multipart.FilePart) -> bytes:
-        offsets.append(offset)
-        chunk = read(fd, n, offset, part)
-        if offset == 0:
+    def verified_then_change(fd: int, part: multipart.FilePart, chunk: bytes) -> bytes:
+        sizes.append(len(chunk))
+        checked = verified(fd, part, chunk)
+        if len(sizes) == 1:
             change(part.path)
-        return chunk
+        return checked
 
-    monkeypatch.setattr(multipart, "read_unchanged", read_then_change)
-    return offsets
+    monkeypatch.setattr(multipart, "verified", verified_then_change)
+    return sizes
 
 
 def write_in_place(path: Path) -> None:
     before = path.stat()
     with path.open("r+b") as f:
-        f.seek(2 * 1024 * 1024)
+        f.seek(multipart.CHUNK_SIZE + 4096)
         f.write(secret_like(4096))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the old identity, all but the ctime
     assert path.stat().st_size == before.st_size
 
 
 def cut_short(path: Path) -> None:
-    os.truncate(path, 1024 * 1024 + 10)
+    os.truncate(path, multipart.CHUNK_SIZE + 10)
 
 
 def replaced(path: Path) -> None:
@@ -256,11 +258,11 @@ def replaced(path: Path) -> None:
 async def test_a_change_during_the_upload_stops_it(
     sandbox: Sandbox, long_song: Path, monkeypatch: pytest.MonkeyPatch, change: Any
 ) -> None:
-    offsets = change_after_first_chunk(monkeypatch, change)
+    sizes = change_after_first_chunk(monkeypatch, change)
     async with connect(make_settings(sandbox)) as client:
         result = await client.call_tool("extract_stems", {"audio_file": str(long_song)})
         listed = await client.call_tool("list_extractions", {})
-    assert offsets == [0, multipart.CHUNK_SIZE]  # the second read found the change; nothing more was read
+    assert len(sizes) == 2  # the second chunk found the change; nothing more was read
     assert result.is_error
     assert text_of(result).startswith(ERROR + CHANGED_DURING_UPLOAD)
     with anyio.fail_after(5):  # the sandbox, in its own thread, sees the connection close a moment later
