@@ -326,8 +326,9 @@ class MusicGPTClient:
         import httpx2
 
         url = self.base_url + contract.EXTRACTION_PATH
+        attempt = 0
         try:
-            for attempt in range(SUBMIT_CONNECT_ATTEMPTS):
+            while True:
                 try:
                     async with self._api().stream("POST", url, content=body, headers=headers) as response:
                         raw = await _read_capped(response)
@@ -335,11 +336,11 @@ class MusicGPTClient:
                 except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                     # No connection was made, so no byte of the request left: the one retry that
                     # cannot charge twice.
-                    if attempt == SUBMIT_CONNECT_ATTEMPTS - 1:
+                    attempt += 1
+                    if attempt == SUBMIT_CONNECT_ATTEMPTS:
                         raise
                     log.info("could not connect to MusicGPT; retrying the submit (nothing was sent)")
-                    await anyio.sleep(0.5 * 2**attempt)
-            raise AssertionError("unreachable: the last attempt returns or raises")
+                    await anyio.sleep(0.5 * 2 ** (attempt - 1))
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise MusicGPTError(
                 f"Could not connect to MusicGPT at {self.base_url} ({self._describe(exc)}; tried "
@@ -349,8 +350,9 @@ class MusicGPTClient:
         except FileChangedError:
             raise MusicGPTError(
                 "The audio file changed (it was written to, moved, replaced or cut short) while it was being "
-                "uploaded, so the upload was stopped before it was complete. MusicGPT may or may not have created a job from the partial "
-                f"request. Wait until the file is no longer being written, then submit again. {CHECK_BEFORE_RETRY}",
+                "uploaded, so the upload was stopped before it was complete. MusicGPT may or may not have "
+                "created a job from the partial request. Wait until the file is no longer being written, then "
+                f"submit again. {CHECK_BEFORE_RETRY}",
                 outcome="unknown",
             ) from None
         except httpx2.TimeoutException as exc:
