@@ -5,6 +5,11 @@ read, so it is hostile until checked: it must resolve (symlinks and `..` followe
 non-empty, not-too-large file inside the allowed folders that holds audio in a container MusicGPT
 takes (sniff.py checks the structure, not just a magic number). A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
 and how a user can allow what they meant.
+
+The checks also record the state the file was in (FileKey: device, inode, size, mtime, ctime) and a
+digest of its first bytes; whatever reads the file later, the hash and the upload, opens it with
+`open_checked`, which proves it still holds that content, so a file replaced after the checks (even
+by one that got the old inode number back) is never read in its place.
 """
 
 from __future__ import annotations
