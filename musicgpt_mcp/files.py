@@ -5,10 +5,16 @@ read, so it is hostile until checked: it must resolve (symlinks and `..` followe
 non-empty, not-too-large file inside the allowed folders that holds audio in a container MusicGPT
 takes (sniff.py checks the structure, not just a magic number). A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
 and how a user can allow what they meant.
+
+The checks also record the state the file was in (FileKey: device, inode, size, mtime, ctime) and a
+digest of its first bytes; whatever reads the file later, the hash and the upload, opens it with
+`open_checked`, which proves it still holds that content, so a file replaced after the checks (even
+by one that got the old inode number back) is never read in its place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -18,7 +24,8 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from . import contract, sniff
-from .multipart import FilePart
+from .ledger.base import FileKey
+from .multipart import FileChangedError, FilePart
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
 # so the audio types we upload are spelled out here.
@@ -205,7 +212,7 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )
-    verdict, head = examine(resolved, info)
+    verdict, head, key = examine(resolved, info)
     if not verdict.audio:
         named = name_content(head) if verdict.kind is None else None
         found = verdict.detail or (
@@ -221,28 +228,72 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
         path=resolved,
         filename=path.name,
         content_type=content_type_for(path),
-        size=info.st_size,
-        identity=(info.st_dev, info.st_ino),
+        size=key.size,
+        identity=key,
+        head_sha256=hashlib.sha256(head).digest(),
     )
 
 
-def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes]:
-    """What the file holds (a bounded structural check) and its first bytes, read without following
-    a swapped-in link and without blocking on a FIFO."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+# No link followed (one swapped in after the checks), no wait on a FIFO swapped in (the fstat that
+# follows every open refuses anything but the regular file that was checked).
+_READ_FLAGS: Final = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes, FileKey]:
+    """What the file holds (a bounded structural check), its first bytes, and the state it was in
+    throughout the check, read without following a swapped-in link and without blocking on a FIFO."""
     try:
-        fd = os.open(resolved, flags)
+        fd = os.open(resolved, _READ_FLAGS)
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
     try:
         with os.fdopen(fd, "rb") as f:
-            now = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
+            opened = os.fstat(fd)
+            key = FileKey.of(opened)
+            if key != FileKey.of(info) or not stat.S_ISREG(opened.st_mode):
                 raise FileRefused(f"{resolved} changed while it was being checked; try again.")
             head = f.read(SNIFF_BYTES)
-            return sniff.inspect(f, now.st_size), head
+            verdict = sniff.inspect(f, key.size)
+            if FileKey.of(os.fstat(fd)) != key:
+                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+            return verdict, head, key
     except OSError as exc:
         raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+
+
+def open_checked(part: FilePart, *, sniff_again: bool = False) -> int:
+    """A descriptor on the content `part` was checked with, for the hash and the upload to read from;
+    FileChangedError when the file at its path is no longer that content. Blocking.
+
+    The same device, inode, size, mtime and ctime (FileKey), and the same first bytes. With
+    `sniff_again`, the structural check runs again on this descriptor, so the bytes about to be
+    uploaded are the ones that were found to be audio even where ctimes are coarse (a change within the
+    same clock tick as the check would keep the ctime). A bounded read: well under a millisecond."""
+    fd = os.open(part.path, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or FileKey.of(info) != part.identity:
+            raise FileChangedError(part.path)
+        if hashlib.sha256(os.pread(fd, SNIFF_BYTES, 0)).digest() != part.head_sha256:
+            raise FileChangedError(part.path)
+        if sniff_again:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                if not sniff.inspect(f, part.size).audio:
+                    raise FileChangedError(part.path)
+        if FileKey.of(os.fstat(fd)) != part.identity:
+            raise FileChangedError(part.path)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def unchanged(fd: int, part: FilePart) -> None:
+    """FileChangedError unless the open file is still in the state `part` was checked in."""
+    if FileKey.of(os.fstat(fd)) != part.identity:
+        raise FileChangedError(part.path)
 
 
 def name_content(head: bytes) -> str | None:

@@ -94,9 +94,10 @@ async def download_stems(
     async def on_bytes(total: int) -> None:
         await ctx.report_progress(total, None, f"downloaded {summaries.size(total)}")
 
+    present, to_fetch = await downloads.saved_before(job.downloads if job is not None else (), jobs, format, directory)
     try:
-        saved, failed = await downloads.save_stems(
-            who.client, jobs, format, directory, max_bytes=settings.max_download_bytes, on_bytes=on_bytes
+        fetched, failed = await downloads.save_stems(
+            who.client, to_fetch, format, directory, max_bytes=settings.max_download_bytes, on_bytes=on_bytes
         )
     except OSError as exc:
         raise ToolError(
@@ -105,7 +106,10 @@ async def download_stems(
         ) from None
     skipped += failed
     now = time.time()
-    await state.remember_downloads(who, task_id, [Download(s.stem, str(s.path), format, s.bytes, now) for s in saved])
+    await state.remember_downloads(
+        who, task_id, [Download(s.stem, str(s.path), format, s.bytes, now, s.sha256) for s in fetched]
+    )
+    saved = downloads.in_order(present + fetched, jobs)
     if not saved:
         reasons = "; ".join(f"{s.stem}: {s.reason}" for s in skipped)
         raise ToolError(f"No stems could be saved for extraction {task_id}. {reasons}")
