@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from . import contract, sniff
 from .ledger.base import FileKey
 from .multipart import FileChangedError, FilePart
+from .visible import shown
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
 # so the audio types we upload are spelled out here.
@@ -173,42 +174,44 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
     path = expand_user_path(raw)
     if not allowed.dirs and allowed.unusable:
         raise FileRefused(
-            f"{path} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
+            f"{shown_path(path)} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
             f"{allowed.how_to_widen}."
         )
     try:
         resolved = path.resolve(strict=True)
     except FileNotFoundError:
-        raise FileRefused(f"No file at {path}. Check the path (and its spelling) and try again.") from None
+        raise FileRefused(f"No file at {shown_path(path)}. Check the path (and its spelling) and try again.") from None
     except (OSError, RuntimeError) as exc:
-        raise FileRefused(f"Cannot resolve {path}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot resolve {shown_path(path)}: {_reason(exc)}.") from None
 
     if allowed.containing(resolved) is None:
         lexical = Path(os.path.normpath(path))
         if allowed.containing(lexical) is not None and lexical != resolved:
             raise FileRefused(
-                f"{path} is a link to {resolved}, which is outside the folders files may be read from "
+                f"{shown_path(path)} is a link to {shown_path(resolved)}, which is outside the folders files may be read from "
                 f"({allowed.origin}: {allowed.describe()}). Give the real file's path if it should be sent; to "
                 f"allow it, {allowed.how_to_widen}."
             )
         raise FileRefused(
-            f"{resolved} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
+            f"{shown_path(resolved)} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
             f"To send it, {allowed.how_to_widen}."
         )
 
     try:
         info = resolved.stat()
     except OSError as exc:
-        raise FileRefused(f"Cannot read {path}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(path)}: {_reason(exc)}.") from None
     if stat.S_ISDIR(info.st_mode):
-        raise FileRefused(f"{path} is a directory. Give the path of one audio file inside it.")
+        raise FileRefused(f"{shown_path(path)} is a directory. Give the path of one audio file inside it.")
     if not stat.S_ISREG(info.st_mode):
-        raise FileRefused(f"{path} is not a regular file (it is a device, pipe or socket); give an audio file.")
+        raise FileRefused(
+            f"{shown_path(path)} is not a regular file (it is a device, pipe or socket); give an audio file."
+        )
     if info.st_size == 0:
-        raise FileRefused(f"{path} is empty (0 bytes); give an audio file.")
+        raise FileRefused(f"{shown_path(path)} is empty (0 bytes); give an audio file.")
     if info.st_size > max_bytes:
         raise FileRefused(
-            f"{path} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
+            f"{shown_path(path)} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )
@@ -219,7 +222,7 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
             f"its content looks like {named}" if named else "its first bytes match no audio format"
         )
         raise FileRefused(
-            f"{path} does not look like an audio file ({found}), so it was not sent. Give an audio file "
+            f"{shown_path(path)} does not look like an audio file ({found}), so it was not sent. Give an audio file "
             "(MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in another "
             "format, convert it to one of those first."
         )
@@ -247,20 +250,20 @@ def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes,
     try:
         fd = os.open(resolved, _READ_FLAGS)
     except OSError as exc:
-        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(resolved)}: {_reason(exc)}.") from None
     try:
         with os.fdopen(fd, "rb") as f:
             opened = os.fstat(fd)
             key = FileKey.of(opened)
             if key != FileKey.of(info) or not stat.S_ISREG(opened.st_mode):
-                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+                raise FileRefused(f"{shown_path(resolved)} changed while it was being checked; try again.")
             head = f.read(SNIFF_BYTES)
             verdict = sniff.inspect(f, key.size)
             if FileKey.of(os.fstat(fd)) != key:
-                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+                raise FileRefused(f"{shown_path(resolved)} changed while it was being checked; try again.")
             return verdict, head, key
     except OSError as exc:
-        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(resolved)}: {_reason(exc)}.") from None
 
 
 def open_checked(part: FilePart, *, sniff_again: bool = False) -> int:
@@ -305,6 +308,11 @@ def name_content(head: bytes) -> str | None:
     if kind is None or str(kind.mime).startswith("audio/"):
         return None
     return str(kind.extension)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a refusal shows it: a name may hold a line break or a direction override (visible.py)."""
+    return shown(str(path))
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from .files import FileRefused, open_checked, unchanged
+from .files import FileRefused, open_checked, shown_path, unchanged
 from .ledger import Ledger
 from .multipart import FileChangedError, FilePart
 
@@ -84,11 +84,13 @@ async def fingerprint_file(part: FilePart, ledger: Ledger) -> str:
         digest = await anyio.to_thread.run_sync(hash_file, part)
     except FileChangedError:
         raise FileRefused(
-            f"{part.path} changed (it was replaced, or is being written) right after it was checked, so it was "
+            f"{shown_path(part.path)} changed (it was replaced, or is being written) right after it was checked, so it was "
             "not sent. Wait until the file is complete, then try again."
         ) from None
     except OSError as exc:
-        raise FileRefused(f"Cannot read {part.path}: {(exc.strerror or type(exc).__name__).lower()}.") from None
+        raise FileRefused(
+            f"Cannot read {shown_path(part.path)}: {(exc.strerror or type(exc).__name__).lower()}."
+        ) from None
     await ledger.remember_fingerprint(part.identity, digest)
     return digest
 
