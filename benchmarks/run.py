@@ -27,6 +27,7 @@ medians, absolute and as a ratio, against the targets of the performance issue:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -497,8 +498,9 @@ async def bench_ledger(calls: int, work: Path) -> Figure:
 
 
 async def bench_fingerprint(size: int, runs: int, work: Path) -> Figure:
+    from musicgpt_mcp.files import SNIFF_BYTES
     from musicgpt_mcp.fingerprint import fingerprint_file, hash_file
-    from musicgpt_mcp.ledger import open_ledger
+    from musicgpt_mcp.ledger import FileKey, open_ledger
     from musicgpt_mcp.multipart import FilePart
 
     path = work / f"fingerprint-{size // MB}MB.mp3"
@@ -506,7 +508,9 @@ async def bench_fingerprint(size: int, runs: int, work: Path) -> Figure:
         block = os.urandom(MB)
         for _ in range(size // MB):
             f.write(block)
-    part = FilePart("audio_file", path, path.name, "audio/mpeg", size, (path.stat().st_dev, path.stat().st_ino))
+    with path.open("rb") as f:
+        head = hashlib.sha256(f.read(SNIFF_BYTES)).digest()
+    part = FilePart("audio_file", path, path.name, "audio/mpeg", size, FileKey.of(path.stat()), head)
     hash_file(part)  # the file is in the page cache for both measurements, as a just-chosen song would be
     ours, ref = [], []
     openssl = shutil.which("openssl")

@@ -2,21 +2,25 @@
 
 Names on disk come from our stem catalog, never from the server. Each stem is written to a hidden
 temporary file in the target directory and linked to its final name only when complete, so an
-interrupted download leaves nothing behind and an existing file is never overwritten.
+interrupted download leaves nothing behind and an existing file is never overwritten. Each saved
+file's SHA-256 is taken as it is written and kept in the ledger, so a repeated download finds a file
+still on disk as it was saved and does not fetch it again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -25,6 +29,7 @@ from . import contract
 from .catalog import STEM_DESCRIPTIONS, Stem
 from .failures import Failure
 from .files import AUDIO_CONTENT_TYPES
+from .ledger import Download
 from .musicgpt import MusicGPTClient, MusicGPTError
 
 # The formats MusicGPT stores stems in, typed as uploads of the same kind are.
@@ -92,13 +97,33 @@ def folder_name(source: str | None, task_id: str) -> str:
     return f"{base} - {short}" if base else f"task-{short}"
 
 
+class HashingWriter(io.BufferedWriter):
+    """A stem's temporary file that hashes what is written to it, in the thread that writes (hashlib
+    releases the GIL), so the saved file's SHA-256 costs no second read. A rewind to the start (a
+    retried download begins again) starts the hash again; downloads only ever write straight on."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__(raw, buffer_size=1024 * 1024)
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        written = super().write(data)
+        self.sha256.update(data)
+        return written
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if (offset, whence) == (0, os.SEEK_SET):
+            self.sha256 = hashlib.sha256()
+        return super().seek(offset, whence)
+
+
 @contextmanager
-def temporary_file(directory: Path, final_name: str) -> Iterator[tuple[BinaryIO, Path]]:
+def temporary_file(directory: Path, final_name: str) -> Iterator[tuple[HashingWriter, Path]]:
     """A hidden temporary file next to where `final_name` will go; removed unless finished."""
     fd, tmp = tempfile.mkstemp(prefix=f".{final_name}.", suffix=".part", dir=directory)
     path = Path(tmp)
     _ACTIVE_TEMPORARIES.add(path)
-    f = os.fdopen(fd, "wb")
+    f = HashingWriter(io.FileIO(fd, "wb"))
     try:
         yield f, path
     finally:
@@ -117,13 +142,13 @@ def remove_active_temporaries() -> None:
             path.unlink()
 
 
-def finish(tmp: Path, directory: Path, stem: Stem, ext: str) -> tuple[Path, bool]:
-    """Give the finished temporary file its final name without overwriting anything.
+def finish(tmp: Path, directory: Path, stem: Stem, ext: str, digest: str | None = None) -> tuple[Path, bool]:
+    """Give the finished temporary file (whose SHA-256 is `digest`, when known) its final name without
+    overwriting anything.
 
     Returns the path and whether an identical file was already there (then nothing new is kept),
     which makes a repeated download idempotent rather than a pile of copies.
     """
-    digest: str | None = None
     for n in range(1, 1000):
         name = f"{stem}.{ext}" if n == 1 else f"{stem} ({n}).{ext}"
         final = directory / name
@@ -163,6 +188,55 @@ class Saved:
     format: str
     bytes: int
     already_present: bool
+    sha256: str  # hex, of the file's bytes
+    fetched: bool = True  # False: an earlier download's file, found as it was saved; nothing was fetched
+
+
+async def saved_before(
+    recorded: Sequence[Download], jobs: Sequence[tuple[Stem, str]], fmt: str, directory: Path
+) -> tuple[list[Saved], list[tuple[Stem, str]]]:
+    """Of the (stem, url) pairs to save into `directory`: the files an earlier download_stems saved there
+    that are still as saved (not fetched again), and the pairs left to fetch."""
+    present: list[Saved] = []
+    for stem, _ in jobs:
+        found = await anyio.to_thread.run_sync(still_saved, recorded, stem, fmt, directory)
+        if found is not None:
+            present.append(found)
+    done = {saved.stem for saved in present}
+    return present, [(stem, url) for stem, url in jobs if stem not in done]
+
+
+def in_order(saved: Sequence[Saved], jobs: Sequence[tuple[Stem, str]]) -> list[Saved]:
+    order = {stem: i for i, (stem, _) in enumerate(jobs)}
+    return sorted(saved, key=lambda s: order[s.stem])
+
+
+def still_saved(recorded: Sequence[Download], stem: Stem, fmt: str, directory: Path) -> Saved | None:
+    """The file an earlier download_stems saved for `stem` in `fmt` into `directory`, if it is still there
+    as it was saved: a regular file (not a link) of the recorded size and SHA-256. Blocking: it reads the
+    file, which costs far less than fetching it again."""
+    for download in reversed(recorded):  # the newest first
+        path = Path(download.path)
+        if (download.stem, download.format, path.parent) != (stem, fmt, directory) or download.sha256 is None:
+            continue
+        if _has_content(path, download.bytes, download.sha256):
+            return Saved(stem, path, fmt, download.bytes, already_present=True, sha256=download.sha256, fetched=False)
+    return None
+
+
+def _has_content(path: Path, size: int, sha256: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False  # gone, or a link now
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return False
+        digest = hashlib.sha256()
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+        return digest.hexdigest() == sha256
 
 
 @dataclass(frozen=True)
@@ -239,8 +313,9 @@ async def save_stems(
                         failed.append(Skipped(stem=stem, reason=str(exc)))
                         return
                     sink.close()
-                    path, existed = await anyio.to_thread.run_sync(finish, tmp, directory, stem, fmt)
-                    saved.append(Saved(stem=stem, path=path, format=fmt, bytes=size, already_present=existed))
+                    digest = sink.sha256.hexdigest()
+                    path, existed = await anyio.to_thread.run_sync(finish, tmp, directory, stem, fmt, digest)
+                    saved.append(Saved(stem, path, fmt, size, already_present=existed, sha256=digest))
             except (OSError, OutputRefused) as exc:
                 # Per stem, so one failure cannot take the others down with it (or escape as a crash).
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -249,6 +324,4 @@ async def save_stems(
     async with anyio.create_task_group() as tg:
         for stem, url in jobs:
             tg.start_soon(one, stem, url)
-    order = {stem: i for i, (stem, _) in enumerate(jobs)}
-    saved.sort(key=lambda s: order[s.stem])
-    return saved, failed
+    return in_order(saved, jobs), failed

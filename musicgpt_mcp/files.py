@@ -5,10 +5,16 @@ read, so it is hostile until checked: it must resolve (symlinks and `..` followe
 non-empty, not-too-large file inside the allowed folders that holds audio in a container MusicGPT
 takes (sniff.py checks the structure, not just a magic number). A private key renamed song.mp3 never leaves the machine. Every refusal names the rule
 and how a user can allow what they meant.
+
+The checks also record the state the file was in (FileKey: device, inode, size, mtime, ctime) and a
+digest of its first bytes; whatever reads the file later, the hash and the upload, opens it with
+`open_checked`, which proves it still holds that content, so a file replaced after the checks (even
+by one that got the old inode number back) is never read in its place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -19,7 +25,9 @@ from urllib.parse import unquote, urlsplit
 
 from . import contract, sniff
 from .failures import Failure
-from .multipart import FilePart
+from .ledger.base import FileKey
+from .multipart import FileChangedError, FilePart
+from .visible import shown
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
 # so the audio types we upload are spelled out here.
@@ -169,53 +177,55 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
     path = expand_user_path(raw)
     if not allowed.dirs and allowed.unusable:
         raise FileRefused(
-            f"{path} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
+            f"{shown_path(path)} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
             f"{allowed.how_to_widen}."
         )
     try:
         resolved = path.resolve(strict=True)
     except FileNotFoundError:
-        raise FileRefused(f"No file at {path}. Check the path (and its spelling) and try again.") from None
+        raise FileRefused(f"No file at {shown_path(path)}. Check the path (and its spelling) and try again.") from None
     except (OSError, RuntimeError) as exc:
-        raise FileRefused(f"Cannot resolve {path}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot resolve {shown_path(path)}: {_reason(exc)}.") from None
 
     if allowed.containing(resolved) is None:
         lexical = Path(os.path.normpath(path))
         if allowed.containing(lexical) is not None and lexical != resolved:
             raise FileRefused(
-                f"{path} is a link to {resolved}, which is outside the folders files may be read from "
+                f"{shown_path(path)} is a link to {shown_path(resolved)}, which is outside the folders files may be read from "
                 f"({allowed.origin}: {allowed.describe()}). Give the real file's path if it should be sent; to "
                 f"allow it, {allowed.how_to_widen}."
             )
         raise FileRefused(
-            f"{resolved} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
+            f"{shown_path(resolved)} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
             f"To send it, {allowed.how_to_widen}."
         )
 
     try:
         info = resolved.stat()
     except OSError as exc:
-        raise FileRefused(f"Cannot read {path}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(path)}: {_reason(exc)}.") from None
     if stat.S_ISDIR(info.st_mode):
-        raise FileRefused(f"{path} is a directory. Give the path of one audio file inside it.")
+        raise FileRefused(f"{shown_path(path)} is a directory. Give the path of one audio file inside it.")
     if not stat.S_ISREG(info.st_mode):
-        raise FileRefused(f"{path} is not a regular file (it is a device, pipe or socket); give an audio file.")
+        raise FileRefused(
+            f"{shown_path(path)} is not a regular file (it is a device, pipe or socket); give an audio file."
+        )
     if info.st_size == 0:
-        raise FileRefused(f"{path} is empty (0 bytes); give an audio file.")
+        raise FileRefused(f"{shown_path(path)} is empty (0 bytes); give an audio file.")
     if info.st_size > max_bytes:
         raise FileRefused(
-            f"{path} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
+            f"{shown_path(path)} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
             "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
             "environment."
         )
-    verdict, head = examine(resolved, info)
+    verdict, head, key = examine(resolved, info)
     if not verdict.audio:
         named = name_content(head) if verdict.kind is None else None
         found = verdict.detail or (
             f"its content looks like {named}" if named else "its first bytes match no audio format"
         )
         raise FileRefused(
-            f"{path} does not look like an audio file ({found}), so it was not sent. Give an audio file "
+            f"{shown_path(path)} does not look like an audio file ({found}), so it was not sent. Give an audio file "
             "(MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF, WebM/Matroska or WMA); if this is audio in another "
             "format, convert it to one of those first."
         )
@@ -224,28 +234,72 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
         path=resolved,
         filename=path.name,
         content_type=content_type_for(path),
-        size=info.st_size,
-        identity=(info.st_dev, info.st_ino),
+        size=key.size,
+        identity=key,
+        head_sha256=hashlib.sha256(head).digest(),
     )
 
 
-def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes]:
-    """What the file holds (a bounded structural check) and its first bytes, read without following
-    a swapped-in link and without blocking on a FIFO."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+# No link followed (one swapped in after the checks), no wait on a FIFO swapped in (the fstat that
+# follows every open refuses anything but the regular file that was checked).
+_READ_FLAGS: Final = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def examine(resolved: Path, info: os.stat_result) -> tuple[sniff.Verdict, bytes, FileKey]:
+    """What the file holds (a bounded structural check), its first bytes, and the state it was in
+    throughout the check, read without following a swapped-in link and without blocking on a FIFO."""
     try:
-        fd = os.open(resolved, flags)
+        fd = os.open(resolved, _READ_FLAGS)
     except OSError as exc:
-        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(resolved)}: {_reason(exc)}.") from None
     try:
         with os.fdopen(fd, "rb") as f:
-            now = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
-                raise FileRefused(f"{resolved} changed while it was being checked; try again.")
+            opened = os.fstat(fd)
+            key = FileKey.of(opened)
+            if key != FileKey.of(info) or not stat.S_ISREG(opened.st_mode):
+                raise FileRefused(f"{shown_path(resolved)} changed while it was being checked; try again.")
             head = f.read(SNIFF_BYTES)
-            return sniff.inspect(f, now.st_size), head
+            verdict = sniff.inspect(f, key.size)
+            if FileKey.of(os.fstat(fd)) != key:
+                raise FileRefused(f"{shown_path(resolved)} changed while it was being checked; try again.")
+            return verdict, head, key
     except OSError as exc:
-        raise FileRefused(f"Cannot read {resolved}: {_reason(exc)}.") from None
+        raise FileRefused(f"Cannot read {shown_path(resolved)}: {_reason(exc)}.") from None
+
+
+def open_checked(part: FilePart, *, sniff_again: bool = False) -> int:
+    """A descriptor on the content `part` was checked with, for the hash and the upload to read from;
+    FileChangedError when the file at its path is no longer that content. Blocking.
+
+    The same device, inode, size, mtime and ctime (FileKey), and the same first bytes. With
+    `sniff_again`, the structural check runs again on this descriptor, so the bytes about to be
+    uploaded are the ones that were found to be audio even where ctimes are coarse (a change within the
+    same clock tick as the check would keep the ctime). A bounded read: well under a millisecond."""
+    fd = os.open(part.path, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or FileKey.of(info) != part.identity:
+            raise FileChangedError(part.path)
+        if hashlib.sha256(os.pread(fd, SNIFF_BYTES, 0)).digest() != part.head_sha256:
+            raise FileChangedError(part.path)
+        if sniff_again:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                if not sniff.inspect(f, part.size).audio:
+                    raise FileChangedError(part.path)
+        if FileKey.of(os.fstat(fd)) != part.identity:
+            raise FileChangedError(part.path)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def unchanged(fd: int, part: FilePart) -> None:
+    """FileChangedError unless the open file is still in the state `part` was checked in."""
+    if FileKey.of(os.fstat(fd)) != part.identity:
+        raise FileChangedError(part.path)
 
 
 def name_content(head: bytes) -> str | None:
@@ -257,6 +311,11 @@ def name_content(head: bytes) -> str | None:
     if kind is None or str(kind.mime).startswith("audio/"):
         return None
     return str(kind.extension)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a refusal shows it: a name may hold a line break or a direction override (visible.py)."""
+    return shown(str(path))
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import stat
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from .files import FileRefused
-from .ledger import FileKey, Ledger
+from .files import FileRefused, open_checked, shown_path, unchanged
+from .ledger import Ledger
 from .multipart import FileChangedError, FilePart
 
 # Large reads keep hashlib's per-call overhead small, and a second thread reads the next block while
@@ -23,23 +22,15 @@ READ_SIZE = 4 * 1024 * 1024
 BUFFERS = 3
 
 
-def file_key(info: os.stat_result) -> FileKey:
-    return FileKey(dev=info.st_dev, ino=info.st_ino, size=info.st_size, mtime_ns=info.st_mtime_ns)
-
-
-def hash_file(part: FilePart) -> tuple[str, FileKey]:
-    """SHA-256 of the checked file's content, read from the very file that passed the checks
-    (same device and inode), and the key that says when the hash is still valid. Blocking."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(part.path, flags)
+def hash_file(part: FilePart) -> str:
+    """SHA-256 of the checked file's content, read from the very content that passed the checks (its
+    FileKey, ctime included, and its first bytes) and still in that state once read to the end, so the
+    hash is of what was checked and may be remembered under `part.identity`. Blocking."""
+    fd = open_checked(part)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (
-            part.identity is not None and (info.st_dev, info.st_ino) != part.identity
-        ):
-            raise FileChangedError(part.path)
         digest = _sha256_overlapped(fd)
-        return "sha256:" + digest, file_key(info)
+        unchanged(fd, part)
+        return "sha256:" + digest
     finally:
         os.close(fd)
 
@@ -82,22 +73,25 @@ def _sha256_overlapped(fd: int) -> str:
 
 
 async def fingerprint_file(part: FilePart, ledger: Ledger) -> str:
-    """The file's fingerprint, hashed at most once while it stays unchanged (the ledger remembers it).
-    A file that changed or cannot be read since it passed the checks is refused (FileRefused)."""
+    """The file's fingerprint, hashed at most once while it stays unchanged (the ledger remembers it by
+    the state the checks saw, so a cached answer is about the checked content even if the path holds
+    another file by now: the upload finds that out before sending). A file that changed or cannot be
+    read since it passed the checks is refused (FileRefused)."""
+    known = await ledger.cached_fingerprint(part.identity)
+    if known is not None:
+        return known
     try:
-        info = await anyio.to_thread.run_sync(os.stat, part.path)
-        known = await ledger.cached_fingerprint(file_key(info))
-        if known is not None:
-            return known
-        digest, key = await anyio.to_thread.run_sync(hash_file, part)
+        digest = await anyio.to_thread.run_sync(hash_file, part)
     except FileChangedError:
         raise FileRefused(
-            f"{part.path} changed (it was replaced, or is being written) right after it was checked, so it was "
+            f"{shown_path(part.path)} changed (it was replaced, or is being written) right after it was checked, so it was "
             "not sent. Wait until the file is complete, then try again."
         ) from None
     except OSError as exc:
-        raise FileRefused(f"Cannot read {part.path}: {(exc.strerror or type(exc).__name__).lower()}.") from None
-    await ledger.remember_fingerprint(key, digest)
+        raise FileRefused(
+            f"Cannot read {shown_path(part.path)}: {(exc.strerror or type(exc).__name__).lower()}."
+        ) from None
+    await ledger.remember_fingerprint(part.identity, digest)
     return digest
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -273,8 +274,6 @@ class MusicGPTClient:
     async def submit_extraction(
         self, request: ExtractionRequest, on_file_bytes: Callable[[int], Awaitable[None]] | None = None
     ) -> contract.SubmitReply:
-        import httpx2
-
         headers = self._auth_headers()
         fields: list[tuple[str, str]] = [
             (contract.FIELD_STEMS, json.dumps(list(request.stems))),
@@ -284,33 +283,60 @@ class MusicGPTClient:
             fields.append((contract.FIELD_AUDIO_URL, request.audio_url))
         if request.webhook_url:
             fields.append((contract.FIELD_WEBHOOK_URL, request.webhook_url))
-        body = MultipartBody(fields, request.audio_file, on_file_bytes)
-        headers.update(body.headers)
-        url = self.base_url + contract.EXTRACTION_PATH
         # Before anything is sent: waiting here for MusicGPT's per-key budget costs nothing.
         await self.submit_limiter.acquire()
-        log.info(
-            "submitting extraction: stems=%s preprocessing=%s input=%s (%d bytes)",
-            list(request.stems),
-            list(request.preprocessing_options),
-            "file" if request.audio_file else "url",
-            body.content_length,
-        )
+        # Opened and proved to be the checked content right before the request, so a file replaced
+        # since the checks is refused before a byte leaves; the body reads this descriptor only.
+        fd = await _open_upload(request.audio_file) if request.audio_file is not None else None
         try:
-            for attempt in range(SUBMIT_CONNECT_ATTEMPTS):
+            body = MultipartBody(fields, request.audio_file, on_file_bytes, fd)
+            headers.update(body.headers)
+            log.info(
+                "submitting extraction: stems=%s preprocessing=%s input=%s (%d bytes)",
+                list(request.stems),
+                list(request.preprocessing_options),
+                "file" if request.audio_file else "url",
+                body.content_length,
+            )
+            status, raw, retry_after = await self._post_submit(body, headers)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+        try:
+            return self._submit_outcome(status, raw, retry_after)
+        except MusicGPTError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong reading the reply, the request was sent: the one error that must
+            # never be lost here is "it may have been submitted".
+            log.warning("could not interpret MusicGPT's submit reply: %s", type(exc).__name__)
+            raise MusicGPTError(
+                f"MusicGPT answered HTTP {status}, but its reply could not be read. The extraction may or may not "
+                f"have been submitted. {CHECK_BEFORE_RETRY}",
+                outcome="unknown",
+            ) from None
+
+    async def _post_submit(self, body: MultipartBody, headers: dict[str, str]) -> tuple[int, bytes | None, str | None]:
+        """The submit's status, body and Retry-After; MusicGPTError, with its outcome, when it fails."""
+        import httpx2
+
+        url = self.base_url + contract.EXTRACTION_PATH
+        attempt = 0
+        try:
+            while True:
                 try:
                     async with self._api().stream("POST", url, content=body, headers=headers) as response:
                         raw = await _read_capped(response)
-                        status = response.status_code
-                        retry_after = response.headers.get("Retry-After")
-                    break
+                        return response.status_code, raw, response.headers.get("Retry-After")
                 except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                     # No connection was made, so no byte of the request left: the one retry that
                     # cannot charge twice.
-                    if attempt == SUBMIT_CONNECT_ATTEMPTS - 1:
+                    attempt += 1
+                    if attempt == SUBMIT_CONNECT_ATTEMPTS:
                         raise
                     log.info("could not connect to MusicGPT; retrying the submit (nothing was sent)")
-                    await anyio.sleep(0.5 * 2**attempt)
+                    await anyio.sleep(0.5 * 2 ** (attempt - 1))
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise MusicGPTError(
                 f"Could not connect to MusicGPT at {self.base_url} ({self._describe(exc)}; tried "
@@ -319,9 +345,10 @@ class MusicGPTClient:
             ) from None
         except FileChangedError:
             raise MusicGPTError(
-                "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped. "
-                "MusicGPT may or may not have created a job from the partial request. Wait until the file "
-                f"is no longer being written, then submit again. {CHECK_BEFORE_RETRY}",
+                "The audio file changed (it was written to, moved, replaced or cut short) while it was being "
+                "uploaded, so the upload was stopped before it was complete. MusicGPT may or may not have "
+                "created a job from the partial request. Wait until the file is no longer being written, then "
+                f"submit again. {CHECK_BEFORE_RETRY}",
                 outcome="unknown",
             ) from None
         except httpx2.TimeoutException as exc:
@@ -340,20 +367,6 @@ class MusicGPTClient:
             raise MusicGPTError(
                 f"The audio file could not be read during the upload ({exc.strerror or type(exc).__name__}). "
                 f"The extraction may or may not have been submitted. {CHECK_BEFORE_RETRY}",
-                outcome="unknown",
-            ) from None
-
-        try:
-            return self._submit_outcome(status, raw, retry_after)
-        except MusicGPTError:
-            raise
-        except Exception as exc:
-            # Whatever went wrong reading the reply, the request was sent: the one error that must
-            # never be lost here is "it may have been submitted".
-            log.warning("could not interpret MusicGPT's submit reply: %s", type(exc).__name__)
-            raise MusicGPTError(
-                f"MusicGPT answered HTTP {status}, but its reply could not be read. The extraction may or may not "
-                f"have been submitted. {CHECK_BEFORE_RETRY}",
                 outcome="unknown",
             ) from None
 
@@ -616,6 +629,28 @@ class MusicGPTClient:
 
         async with self.download_slots:
             return await self._retrying("Downloading the stem", attempt)
+
+
+async def _open_upload(part: FilePart) -> int:
+    """A descriptor on the checked audio file, or MusicGPTError (nothing sent) when the file at its path
+    is no longer the content that was checked: replaced (even by a file that got the same inode back),
+    or written to since."""
+    from .files import open_checked
+
+    try:
+        return await anyio.to_thread.run_sync(lambda: open_checked(part, sniff_again=True))
+    except FileChangedError:
+        raise MusicGPTError(
+            "The audio file changed after it was checked (it was replaced, or written to), so it was not "
+            "uploaded. Nothing was sent, so nothing was charged. Wait until the file is no longer being written, "
+            "then call extract_stems again."
+        ) from None
+    except OSError as exc:
+        raise MusicGPTError(
+            f"The audio file could not be opened for the upload ({(exc.strerror or type(exc).__name__).lower()}). "
+            "Nothing was sent, so nothing was charged. Check that the file is still there, then call extract_stems "
+            "again."
+        ) from None
 
 
 def _redirect_target(current: str, location: str) -> str:

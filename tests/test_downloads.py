@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import wave
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -97,6 +98,69 @@ async def test_existing_files_are_not_clobbered(sandbox: Sandbox, song: Path, tm
     assert f2["path"] == f1["path"]
     assert f2["already_present"] is True
     assert sorted(p.name for p in directory.iterdir()) == ["vocals (2).mp3", "vocals.mp3"]
+
+
+def files_of(result: Any) -> dict[str, dict[str, Any]]:
+    assert not result.is_error, text_of(result)
+    return {f["stem"]: f for f in result.structured_content["files"]}
+
+
+async def test_a_repeated_download_fetches_nothing_that_is_still_as_saved(
+    sandbox: Sandbox, song: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    sandbox.state.eta = 0
+    async with connect(make_settings(sandbox, output_dir=out)) as client:
+        task_id = await submit(client, song, ["vocals", "drums", "bass"])
+        first = files_of(await client.call_tool("download_stems", {"task_id": task_id}))
+        fetched = len(sandbox.state.downloads)
+        again = await client.call_tool("download_stems", {"task_id": task_id})
+        assert len(sandbox.state.downloads) == fetched  # not one stem fetched
+        second = files_of(again)
+        assert list(second) == ["vocals", "drums", "bass"]
+        for stem, f in second.items():
+            assert (f["path"], f["bytes"], f["already_present"]) == (first[stem]["path"], first[stem]["bytes"], True)
+        assert "(already there, identical)" in text_of(again)
+
+        # Changed (same size: only the recorded hash tells), deleted, and one left alone.
+        vocals, drums = Path(first["vocals"]["path"]), Path(first["drums"]["path"])
+        changed = bytearray(vocals.read_bytes())
+        changed[-1] ^= 0xFF
+        vocals.write_bytes(bytes(changed))
+        drums.unlink()
+        third = files_of(await client.call_tool("download_stems", {"task_id": task_id}))
+        refetched = sorted(d.path.rsplit("/", 1)[-1] for d in sandbox.state.downloads[fetched:])
+        assert refetched == ["drums.mp3", "vocals.mp3"]
+        # The changed file is the user's now: kept, and the stem saved beside it.
+        assert vocals.read_bytes() == bytes(changed)
+        assert (third["vocals"]["path"], third["vocals"]["already_present"]) == (
+            str(vocals.with_name("vocals (2).mp3")),
+            False,
+        )
+        assert (third["drums"]["path"], third["drums"]["already_present"]) == (str(drums), False)
+        assert third["bass"]["already_present"] is True
+
+        # What was fetched again is recorded too: a fourth call fetches nothing.
+        fetched = len(sandbox.state.downloads)
+        fourth = files_of(await client.call_tool("download_stems", {"task_id": task_id}))
+    assert len(sandbox.state.downloads) == fetched
+    assert {stem: f["path"] for stem, f in fourth.items()} == {stem: f["path"] for stem, f in third.items()}
+    assert all(f["already_present"] for f in fourth.values())
+
+
+async def test_a_repeated_download_elsewhere_or_in_another_format_fetches_again(
+    sandbox: Sandbox, song: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    sandbox.state.eta = 0
+    async with connect(make_settings(sandbox, output_dir=out)) as client:
+        task_id = await submit(client, song, ["vocals"])
+        files_of(await client.call_tool("download_stems", {"task_id": task_id}))
+        elsewhere = files_of(await client.call_tool("download_stems", {"task_id": task_id, "output_dir": "mine"}))
+        wav = files_of(await client.call_tool("download_stems", {"task_id": task_id, "format": "wav"}))
+    assert len(sandbox.state.downloads) == 3
+    assert elsewhere["vocals"]["path"] == str(out.resolve() / "mine" / "vocals.mp3")
+    assert wav["vocals"]["path"].endswith("vocals.wav")
 
 
 async def test_output_dir_outside_root_is_refused(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:
@@ -201,6 +265,24 @@ async def test_truncated_download_is_retried(sandbox: Sandbox, song: Path, tmp_p
     assert f["bytes"] == Path(f["path"]).stat().st_size > 1000
     assert len(sandbox.state.downloads) == 2
     assert leftovers(out) == []
+
+
+async def test_a_download_retried_after_writing_records_the_hash_of_the_file_saved(
+    sandbox: Sandbox, song: Path, tmp_path: Path
+) -> None:
+    """The first try writes more than a batch (1 MiB) before the connection drops; the retry starts the file,
+    and its hash, again. Were the first try's bytes hashed too, the repeat would not recognise the file."""
+    out = tmp_path / "out"
+    sandbox.state.eta = 0
+    sandbox.state.stem_seconds = 40.0  # a WAV stem of about 1.8 MB
+    async with connect(make_settings(sandbox, output_dir=out)) as client:
+        task_id = await submit(client, song, ["vocals"])
+        sandbox.state.queue_fault("download", Fault(action="truncate", size=1536 * 1024))
+        first = files_of(await client.call_tool("download_stems", {"task_id": task_id, "format": "wav"}))
+        again = files_of(await client.call_tool("download_stems", {"task_id": task_id, "format": "wav"}))
+    assert first["vocals"]["bytes"] > 1536 * 1024
+    assert len(sandbox.state.downloads) == 2  # the truncated try and the retry; none for the repeat
+    assert again["vocals"]["already_present"] is True
 
 
 async def test_always_truncated_download_leaves_nothing(sandbox: Sandbox, song: Path, tmp_path: Path) -> None:

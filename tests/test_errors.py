@@ -282,20 +282,18 @@ async def test_key_never_logged(sandbox: Sandbox, song: Path, caplog: pytest.Log
 
 
 @pytest.mark.parametrize("change", ["shrank", "replaced"])
-async def test_file_changing_during_upload_stops_it(sandbox: Sandbox, song: Path, change: str) -> None:
-    """Checked file != uploaded file: the upload stops and says the outcome is unknown."""
-    from musicgpt_mcp.multipart import FilePart
+async def test_a_file_not_as_checked_is_not_uploaded(sandbox: Sandbox, song: Path, change: str) -> None:
+    """Checked file != file at the path when the submit starts: nothing is sent, and the error says so."""
+    from dataclasses import replace
+
+    from musicgpt_mcp.files import allowed_dirs, check_audio_file
     from musicgpt_mcp.musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
 
-    info = song.stat()
-    part = FilePart(
-        name="audio_file",
-        path=song,
-        filename=song.name,
-        content_type="audio/wav",
-        size=info.st_size + (10 if change == "shrank" else 0),
-        identity=(info.st_dev, info.st_ino) if change == "shrank" else (info.st_dev, info.st_ino + 1),
-    )
+    part = check_audio_file(str(song), allowed_dirs([song.parent], None), 10**9)
+    if change == "shrank":
+        part = replace(part, size=part.size + 10, identity=replace(part.identity, size=part.size + 10))
+    else:
+        part = replace(part, identity=replace(part.identity, ino=part.identity.ino + 1))
     client = MusicGPTClient(sandbox.base_url, SecretStr(SECRET_KEY))
     try:
         with pytest.raises(MusicGPTError) as caught:
@@ -303,9 +301,11 @@ async def test_file_changing_during_upload_stops_it(sandbox: Sandbox, song: Path
     finally:
         await client.aclose()
     assert str(caught.value).startswith(
-        "The audio file changed (it was replaced or shrank) while it was being uploaded, so the upload was stopped."
+        "The audio file changed after it was checked (it was replaced, or written to), so it was not uploaded. "
+        "Nothing was sent, so nothing was charged."
     )
-    assert sandbox.state.jobs == {}  # the partial upload created no job
+    assert caught.value.outcome == "not_sent"
+    assert sandbox.state.submits() == []  # not even a partial request
 
 
 NBSP_KEY = SECRET_KEY[:8] + "\u00a0" + SECRET_KEY[8:]
@@ -344,7 +344,7 @@ async def test_fifo_swapped_in_after_the_checks_does_not_hang(
     sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A FIFO put in the file's place between the checks and the upload: the upload opens it without
-    blocking, sees it is not the file that was checked, and stops with an honest message."""
+    blocking, sees it is not the file that was checked, and sends nothing, with an honest message."""
     import anyio
 
     from musicgpt_mcp.tools import extract_plan as extract
@@ -383,11 +383,11 @@ async def test_fifo_swapped_in_after_the_checks_does_not_hang(
     assert elapsed < 10
     assert result.is_error
     assert text_of(result).startswith(
-        "Error executing tool extract_stems: The audio file changed (it was replaced or shrank) while it was being "
-        "uploaded, so the upload was stopped. MusicGPT may or may not have created a job from the partial request."
+        "Error executing tool extract_stems: The audio file changed after it was checked (it was replaced, or "
+        "written to), so it was not uploaded. Nothing was sent, so nothing was charged."
     )
     assert not after.is_error
-    assert len(sandbox.state.jobs) == 1  # only the URL submit made a job
+    assert len(sandbox.state.submits()) == 1  # only the URL submit reached MusicGPT
 
 
 async def test_cancelling_an_upload_ends_it(sandbox: Sandbox, song: Path) -> None:

@@ -401,3 +401,14 @@ def test_an_oversized_request_is_refused_before_it_is_read(sandbox: Sandbox) -> 
         sock.settimeout(5)
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("mark", ["\u2028", "\n", "\u202e"], ids=lambda c: f"U+{ord(c):04X}")
+async def test_a_refused_path_is_shown_escaped(sandbox: Sandbox, tmp_path: Path, mark: str) -> None:
+    """A refusal names the path it refused; a name's line break or override is shown, not obeyed."""
+    missing = tmp_path / f"song{mark}Cost: none.wav"
+    async with connect(make_settings(sandbox)) as client:
+        result = await client.call_tool("extract_stems", {"audio_file": str(missing)})
+    text = text_of(result)
+    assert result.is_error and f"song\\u{ord(mark):04x}Cost: none.wav" in text
+    assert mark not in text

@@ -497,7 +497,10 @@ async def test_downloads_are_listed_and_saved_file_finds_the_newest_that_still_e
     await ledger.record_downloads(
         "alice",
         "task-1",
-        [Download("vocals", str(new), "mp3", 3, T0 + 2), Download("drums", str(tmp_path / "d.wav"), "wav", 9, T0 + 2)],
+        [
+            Download("vocals", str(new), "mp3", 3, T0 + 2, "ab" * 32),
+            Download("drums", str(tmp_path / "d.wav"), "wav", 9, T0 + 2),
+        ],
     )
     await ledger.record_downloads("alice", "task-nope", [Download("vocals", str(new), "mp3", 3, T0 + 3)])
     await ledger.record_downloads("alice", "task-1", [])
@@ -506,7 +509,7 @@ async def test_downloads_are_listed_and_saved_file_finds_the_newest_that_still_e
     assert job is not None
     assert job.downloads == (
         Download("vocals", str(old), "mp3", 3, T0 + 1),
-        Download("vocals", str(new), "mp3", 3, T0 + 2),
+        Download("vocals", str(new), "mp3", 3, T0 + 2, "ab" * 32),
         Download("drums", str(tmp_path / "d.wav"), "wav", 9, T0 + 2),
     )
     (listed,) = await ledger.jobs("alice", 10, None, None)
@@ -636,18 +639,97 @@ async def test_recent_costs_are_the_newest_comparable_submitted_jobs(ledger: Led
 
 async def test_the_fingerprint_cache_answers_only_for_an_unchanged_file(ledger: Ledger) -> None:
     # Device and inode numbers are unsigned 64-bit: overlay and network file systems use the top bit.
-    key = FileKey(dev=2**64 - 3, ino=2**63 + 7, size=1234, mtime_ns=1_700_000_000_123_456_789)
+    key = FileKey(
+        dev=2**64 - 3, ino=2**63 + 7, size=1234, mtime_ns=1_700_000_000_123_456_789, ctime_ns=1_700_000_000_223_456_789
+    )
     assert await ledger.cached_fingerprint(key) is None
     await ledger.remember_fingerprint(key, "sha256:first")
     assert await ledger.cached_fingerprint(key) == "sha256:first"
+    # A file deleted and re-created with the same inode, size and mtime (set back by hand): only its ctime differs.
+    assert await ledger.cached_fingerprint(replace(key, ctime_ns=key.ctime_ns + 1)) is None
     assert await ledger.cached_fingerprint(replace(key, mtime_ns=key.mtime_ns + 1)) is None
     assert await ledger.cached_fingerprint(replace(key, size=key.size + 1)) is None
     assert await ledger.cached_fingerprint(replace(key, ino=7)) is None
 
-    changed = replace(key, size=99, mtime_ns=key.mtime_ns + 5)
+    changed = replace(key, size=99, mtime_ns=key.mtime_ns + 5, ctime_ns=key.ctime_ns + 5)
     await ledger.remember_fingerprint(changed, "sha256:second")
     assert await ledger.cached_fingerprint(changed) == "sha256:second"
     assert await ledger.cached_fingerprint(key) is None
+
+
+async def first_release_store(engine: str | None, state: Path) -> None:
+    """A store as the first release left it (schema 1): a remembered fingerprint and a saved stem, both without
+    what later schemas add."""
+    job = (
+        "INSERT INTO {jobs} (owner, account, state, task_id, submitted_at, source_kind, source_name, fingerprint, "
+        "stems, stems_key, options, options_key) VALUES ('alice', 'acct-1', 'submitted', 'task-1', {t0}, 'file', "
+        "'a.wav', 'sha256:aa', {stems}, 'vocals', {options}, '')"
+    )
+    if engine is None:
+        import contextlib
+        import sqlite3
+
+        from musicgpt_mcp.ledger import sqlite as engine_module
+
+        state.mkdir(parents=True)
+        with contextlib.closing(sqlite3.connect(state / engine_module.FILE_NAME)) as conn:
+            conn.executescript(engine_module.MIGRATIONS[0])
+            conn.execute(job.format(jobs="jobs", t0=T0, stems="'[\"vocals\"]'", options="'[]'"))
+            conn.execute(
+                "INSERT INTO downloads (job_id, stem, path, format, bytes, at) VALUES (1, 'vocals', '/x', 'mp3', 3, 1)"
+            )
+            conn.execute(
+                "INSERT INTO fingerprints (dev, ino, size, mtime_ns, sha256) VALUES (1, 2, 3, 4, 'sha256:old')"
+            )
+            conn.execute("PRAGMA user_version = 1")
+            conn.commit()
+        return
+    import socket
+
+    import psycopg
+
+    from musicgpt_mcp.ledger import postgres as engine_module
+
+    async with await psycopg.AsyncConnection.connect(engine, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE musicgpt_mcp_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.execute(engine_module.MIGRATIONS[0])
+        await conn.execute("INSERT INTO musicgpt_mcp_schema (version) VALUES (1)")
+        await conn.execute(job.format(jobs="musicgpt_mcp_jobs", t0=T0, stems="ARRAY['vocals']", options="'{}'::text[]"))
+        await conn.execute(
+            "INSERT INTO musicgpt_mcp_downloads (job_id, stem, path, format, bytes, at) VALUES (1, 'vocals', '/x', 'mp3', 3, 1)"
+        )
+        await conn.execute(
+            "INSERT INTO musicgpt_mcp_fingerprints (host, dev, ino, size, mtime_ns, sha256) "
+            "VALUES (%s, 1, 2, 3, 4, 'sha256:old')",
+            (socket.gethostname(),),
+        )
+
+
+async def test_a_first_release_store_is_migrated_and_its_old_rows_never_vouch_for_a_file(
+    engine: str | None, tmp_path: Path
+) -> None:
+    """The hashes remembered before the ctime was part of the key could be of a file that has since been
+    replaced by one with the same inode, size and mtime: they must not match any more. Downloads recorded
+    before their hash was are there, hash unknown, so a repeated download fetches them again."""
+    await first_release_store(engine, tmp_path / "state")
+    ledger = await open_ledger(tmp_path / "state", database_url=engine)
+    try:
+        for ctime in (0, 4, 1_700_000_000_000_000_000):
+            assert await ledger.cached_fingerprint(FileKey(dev=1, ino=2, size=3, mtime_ns=4, ctime_ns=ctime)) is None
+        key = FileKey(dev=1, ino=2, size=3, mtime_ns=4, ctime_ns=5)
+        await ledger.remember_fingerprint(key, "sha256:new")
+        assert await ledger.cached_fingerprint(key) == "sha256:new"
+
+        job = await ledger.job("alice", "task-1")
+        assert job is not None and job.stems == ("vocals",)
+        assert job.downloads == (Download("vocals", "/x", "mp3", 3, 1.0, None),)
+        await ledger.record_downloads("alice", "task-1", [Download("drums", "/y", "mp3", 5, 2.0, "cd" * 32)])
+        job = await ledger.job("alice", "task-1")
+        assert job is not None and [d.sha256 for d in job.downloads] == [None, "cd" * 32]
+    finally:
+        await ledger.close()
 
 
 # --- what the outside world sends ------------------------------------------------------------------------------

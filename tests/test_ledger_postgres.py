@@ -414,7 +414,7 @@ async def test_fingerprints_are_remembered_per_machine(postgres_url: str, tmp_pa
     """Device and inode numbers mean nothing on another machine: a replica elsewhere must hash for itself."""
     ledger = await open_ledger(tmp_path, database_url=postgres_url)
     try:
-        key = FileKey(dev=64769, ino=1234, size=10, mtime_ns=1)
+        key = FileKey(dev=64769, ino=1234, size=10, mtime_ns=1, ctime_ns=2)
         await ledger.remember_fingerprint(key, "sha256:here")
         assert await ledger.cached_fingerprint(key) == "sha256:here"
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from musicgpt_mcp import fingerprint, multipart
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.sandbox.audio import mp3_silence
 
@@ -97,13 +101,44 @@ async def test_tilde_path_expands_to_home(sandbox: Sandbox, song: Path, monkeypa
     assert sandbox.state.submits()[0].files[0].sha256 == hashlib.sha256(song.read_bytes()).hexdigest()
 
 
-async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> None:
-    # Several upload chunks plus a ragged tail, so chunk boundaries are exercised.
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache, so reading it waits for the disk again."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("reads", ["page cache", "disk", "mixed", "no RWF_NOWAIT"])
+async def test_large_file_streams_intact(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads: str
+) -> None:
+    """Several upload chunks plus a ragged tail, read from the page cache on the event loop, or (what
+    would wait for the disk, or a file system without RWF_NOWAIT) in worker threads, or both in turn."""
     path = tmp_path / "big.mp3"
     with path.open("wb") as f:
         f.write(audio_samples.id3())
-        f.write(mp3_silence(200.0))  # about 3.2 MB of MPEG frames
+        f.write(mp3_silence(400.0))  # about 6.4 MB of MPEG frames
         f.write(b"tail" * 1001)
+    in_threads: list[int] = []
+    read_unchanged = multipart.read_unchanged
+    monkeypatch.setattr(multipart, "read_unchanged", lambda *a: in_threads.append(a[2]) or read_unchanged(*a))
+    if reads == "disk":
+        hash_file = fingerprint.hash_file
+        monkeypatch.setattr(fingerprint, "hash_file", lambda part: (hash_file(part), evict(part.path))[0])
+    elif reads != "page cache":
+        preadv = os.preadv
+
+        def preadv_sometimes(fd: int, buffers: Any, offset: int, *flags: int) -> int:
+            if reads == "no RWF_NOWAIT":
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            if offset // multipart.CHUNK_SIZE % 2 == 0:  # every other chunk "on disk"
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            return preadv(fd, buffers, offset, *flags)
+
+        monkeypatch.setattr(os, "preadv", preadv_sometimes)
     async with connect(make_settings(sandbox)) as client:
         result = await client.call_tool("extract_stems", {"audio_file": str(path), "stems": ["drums"]})
     assert not result.is_error, result.content
@@ -111,6 +146,13 @@ async def test_large_file_streams_intact(sandbox: Sandbox, tmp_path: Path) -> No
     assert part.content_type == "audio/mpeg"
     assert part.size == path.stat().st_size
     assert part.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    every_chunk = list(range(0, path.stat().st_size, multipart.CHUNK_SIZE))
+    if reads == "disk":
+        # The checks just before the upload read the first pages back, and the kernel reads ahead of every
+        # read, so which chunks are still cached varies; some are not, and those were read in a thread.
+        assert in_threads
+    else:
+        assert in_threads == {"page cache": [], "mixed": every_chunk[::2], "no RWF_NOWAIT": every_chunk}[reads]
 
 
 async def test_upload_reports_progress(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ reply says so). A submit that certainly did not charge (nothing sent, or refused
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -99,6 +100,9 @@ class Download:
     format: str
     bytes: int
     at: float
+    # SHA-256 (hex) of the bytes saved, so a repeated download can tell the file on disk is still what was
+    # fetched; None for rows written before it was recorded (those files are fetched again).
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,12 +240,21 @@ class StatusUpdate:
 
 @dataclass(frozen=True)
 class FileKey:
-    """What says a file is unchanged since it was hashed: same device, inode, size and mtime."""
+    """What says a file's content is unchanged since it was checked or hashed: same device, inode, size,
+    mtime and ctime. Device and inode alone are not enough: ext4 and tmpfs hand a freed inode number to
+    the next file created, so a file deleted and re-created at the same path often gets it back. The
+    ctime is the kernel's (a user can set the mtime, never the ctime), and creating or writing a file
+    sets it anew, so the replacement differs there."""
 
     dev: int
     ino: int
     size: int
     mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> FileKey:
+        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 class Ledger(Protocol):

@@ -151,6 +151,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE musicgpt_mcp_answers (token text PRIMARY KEY, spent_at double precision NOT NULL);
     CREATE INDEX musicgpt_mcp_answers_by_time ON musicgpt_mcp_answers (spent_at);
     """,
+    # 4: a cached hash holds only while the ctime is the one it was taken at too (base.FileKey says why).
+    # Rows from before have none, so they never match. A replica of the previous release, during a rolling
+    # upgrade, updates a row's hash without its ctime_ns: that leaves an older ctime behind, which a
+    # file's current ctime never equals again, so it is a miss, never a wrong hash.
+    """
+    ALTER TABLE musicgpt_mcp_fingerprints ADD COLUMN ctime_ns bigint;
+    """,
+    # 5: the hash of each saved stem, so a repeated download_stems can skip a file still on disk as saved.
+    """
+    ALTER TABLE musicgpt_mcp_downloads ADD COLUMN sha256 text;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -489,9 +500,12 @@ class PostgresLedger:
                 return
             async with conn.cursor() as insert:
                 await insert.executemany(
-                    "INSERT INTO musicgpt_mcp_downloads (job_id, stem, path, format, bytes, at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                    [(row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at) for f in files],
+                    "INSERT INTO musicgpt_mcp_downloads (job_id, stem, path, format, bytes, at, sha256) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at, f.sha256)
+                        for f in files
+                    ],
                 )
 
     async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]:
@@ -534,8 +548,8 @@ class PostgresLedger:
         async with self._connection() as conn:
             cursor = await conn.execute(
                 "SELECT sha256 FROM musicgpt_mcp_fingerprints "
-                "WHERE host = %s AND dev = %s AND ino = %s AND size = %s AND mtime_ns = %s",
-                (storable(_HOST), signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns),
+                "WHERE host = %s AND dev = %s AND ino = %s AND size = %s AND mtime_ns = %s AND ctime_ns = %s",
+                (storable(_HOST), signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns),
             )
             row = await cursor.fetchone()
             return str(row[0]) if row else None
@@ -543,10 +557,19 @@ class PostgresLedger:
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                "INSERT INTO musicgpt_mcp_fingerprints (host, dev, ino, size, mtime_ns, sha256) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (host, dev, ino) DO UPDATE "
-                "SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
-                (storable(_HOST), signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, storable(digest)),
+                "INSERT INTO musicgpt_mcp_fingerprints (host, dev, ino, size, mtime_ns, ctime_ns, sha256) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (host, dev, ino) DO UPDATE "
+                "SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+                "sha256 = excluded.sha256",
+                (
+                    storable(_HOST),
+                    signed64(key.dev),
+                    signed64(key.ino),
+                    key.size,
+                    key.mtime_ns,
+                    key.ctime_ns,
+                    storable(digest),
+                ),
             )
 
     # --- MusicGPT's per-account rate limits, shared by the replicas --------------------------------------
@@ -661,11 +684,11 @@ async def _with_downloads(conn: AsyncConnection[tuple[Any, ...]], jobs: list[Job
     if not jobs:
         return jobs
     cursor = await conn.execute(
-        "SELECT job_id, stem, path, format, bytes, at FROM musicgpt_mcp_downloads WHERE job_id = ANY(%s) "
+        "SELECT job_id, stem, path, format, bytes, at, sha256 FROM musicgpt_mcp_downloads WHERE job_id = ANY(%s) "
         "ORDER BY at, id",
         ([j.id for j in jobs],),
     )
     found: dict[int, list[Download]] = {}
-    for job_id, stem, path, fmt, size, at in await cursor.fetchall():
-        found.setdefault(int(job_id), []).append(Download(stem, path, fmt, int(size), float(at)))
+    for job_id, stem, path, fmt, size, at, sha256 in await cursor.fetchall():
+        found.setdefault(int(job_id), []).append(Download(stem, path, fmt, int(size), float(at), sha256))
     return [replace(j, downloads=tuple(found.get(j.id, ()))) for j in jobs]

@@ -121,6 +121,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE answers (token TEXT PRIMARY KEY, spent_at REAL NOT NULL);
     CREATE INDEX answers_by_time ON answers (spent_at)
     """,
+    # 4: a cached hash holds only while the ctime is the one it was taken at too (base.FileKey says why).
+    # Rows from before have none, so they never match and the file is hashed once more.
+    """
+    ALTER TABLE fingerprints ADD COLUMN ctime_ns INTEGER;
+    """,
+    # 5: the hash of each saved stem, so a repeated download_stems can skip a file still on disk as saved.
+    """
+    ALTER TABLE downloads ADD COLUMN sha256 TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -414,8 +423,11 @@ class SQLiteLedger:
                 if row is None:
                     return
                 conn.executemany(
-                    "INSERT INTO downloads (job_id, stem, path, format, bytes, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at) for f in files],
+                    "INSERT INTO downloads (job_id, stem, path, format, bytes, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at, f.sha256)
+                        for f in files
+                    ],
                 )
 
         await self._run(run)
@@ -456,8 +468,8 @@ class SQLiteLedger:
     async def cached_fingerprint(self, key: FileKey) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
-                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns),
+                "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ?",
+                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns),
             ).fetchone()
             return str(row[0]) if row else None
 
@@ -466,8 +478,8 @@ class SQLiteLedger:
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None:
         await self._run(
             lambda c: c.execute(
-                "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?)",
-                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, storable(digest)),
+                "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns, storable(digest)),
             )
         )
 
@@ -585,11 +597,11 @@ def _with_downloads(conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
         return jobs
     marks = ",".join("?" * len(jobs))
     found: dict[int, list[Download]] = {}
-    for job_id, stem, path, fmt, size, at in conn.execute(
-        f"SELECT job_id, stem, path, format, bytes, at FROM downloads WHERE job_id IN ({marks}) ORDER BY at, id",
+    for job_id, stem, path, fmt, size, at, sha256 in conn.execute(
+        f"SELECT job_id, stem, path, format, bytes, at, sha256 FROM downloads WHERE job_id IN ({marks}) ORDER BY at, id",
         [j.id for j in jobs],
     ):
-        found.setdefault(job_id, []).append(Download(stem, path, fmt, size, at))
+        found.setdefault(job_id, []).append(Download(stem, path, fmt, size, at, sha256))
     from dataclasses import replace
 
     return [replace(j, downloads=tuple(found.get(j.id, ()))) for j in jobs]

@@ -13,7 +13,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -133,16 +133,22 @@ def build_app(state: SandboxState) -> Starlette:
             return _reset(request)
         fields: dict[str, str] = {}
         files: list[ReceivedFile] = []
-        # Starlette spools file parts to disk past 1 MB, so a large upload never sits in memory.
-        async with request.form(max_files=4, max_fields=32, max_part_size=256 * 1024) as form:
-            for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    received = await _hash_upload(value)
-                    files.append(
-                        ReceivedFile(name, received.filename, received.content_type, received.size, received.sha256)
-                    )
-                else:
-                    fields[name] = value
+        try:
+            # Starlette spools file parts to disk past 1 MB, so a large upload never sits in memory.
+            async with request.form(max_files=4, max_fields=32, max_part_size=256 * 1024) as form:
+                for name, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        received = await _hash_upload(value)
+                        files.append(
+                            ReceivedFile(name, received.filename, received.content_type, received.size, received.sha256)
+                        )
+                    else:
+                        fields[name] = value
+        except ClientDisconnect:
+            # The client stopped sending before the body was complete (an upload it aborted): a POST
+            # that arrived, but no job. Recorded, so tests can tell it from one never sent.
+            state.record(ReceivedSubmit(authorization, request.headers.get("content-type", ""), {}, (), complete=False))
+            return Response(b"", status_code=400)
         state.record(
             ReceivedSubmit(
                 authorization=authorization,
