@@ -304,7 +304,7 @@ async def test_a_file_not_as_checked_is_not_uploaded(sandbox: Sandbox, song: Pat
         "The audio file changed after it was checked (it was replaced, or written to), so it was not uploaded. "
         "Nothing was sent, so nothing was charged."
     )
-    assert caught.value.outcome == "not_sent"
+    assert caught.value.outcome == "not_charged"
     assert sandbox.state.submits() == []  # not even a partial request
 
 
