@@ -175,49 +175,8 @@ def expand_user_path(raw: str) -> Path:
 def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart:
     """The upload for `raw`, or FileRefused. Only a stat and a peek at the first bytes happen here."""
     path = expand_user_path(raw)
-    if not allowed.dirs and allowed.unusable:
-        raise FileRefused(
-            f"{shown_path(path)} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
-            f"{allowed.how_to_widen}."
-        )
-    try:
-        resolved = path.resolve(strict=True)
-    except FileNotFoundError:
-        raise FileRefused(f"No file at {shown_path(path)}. Check the path (and its spelling) and try again.") from None
-    except (OSError, RuntimeError) as exc:
-        raise FileRefused(f"Cannot resolve {shown_path(path)}: {_reason(exc)}.") from None
-
-    if allowed.containing(resolved) is None:
-        lexical = Path(os.path.normpath(path))
-        if allowed.containing(lexical) is not None and lexical != resolved:
-            raise FileRefused(
-                f"{shown_path(path)} is a link to {shown_path(resolved)}, which is outside the folders files may be read from "
-                f"({allowed.origin}: {allowed.describe()}). Give the real file's path if it should be sent; to "
-                f"allow it, {allowed.how_to_widen}."
-            )
-        raise FileRefused(
-            f"{shown_path(resolved)} is outside the folders files may be read from ({allowed.origin}: {allowed.describe()}). "
-            f"To send it, {allowed.how_to_widen}."
-        )
-
-    try:
-        info = resolved.stat()
-    except OSError as exc:
-        raise FileRefused(f"Cannot read {shown_path(path)}: {_reason(exc)}.") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise FileRefused(f"{shown_path(path)} is a directory. Give the path of one audio file inside it.")
-    if not stat.S_ISREG(info.st_mode):
-        raise FileRefused(
-            f"{shown_path(path)} is not a regular file (it is a device, pipe or socket); give an audio file."
-        )
-    if info.st_size == 0:
-        raise FileRefused(f"{shown_path(path)} is empty (0 bytes); give an audio file.")
-    if info.st_size > max_bytes:
-        raise FileRefused(
-            f"{shown_path(path)} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload limit. "
-            "Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
-            "environment."
-        )
+    resolved = _inside(path, allowed)
+    info = _regular(path, resolved, max_bytes)
     verdict, head, key = examine(resolved, info)
     if not verdict.audio:
         named = name_content(head) if verdict.kind is None else None
@@ -238,6 +197,57 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
         identity=key,
         head_sha256=hashlib.sha256(head).digest(),
     )
+
+
+def _inside(path: Path, allowed: AllowedDirs) -> Path:
+    """`path` resolved (links and `..` followed), when that lies inside the allowed folders."""
+    if not allowed.dirs and allowed.unusable:
+        raise FileRefused(
+            f"{shown_path(path)} was not read: {allowed.unusable}. So no local file may be uploaded. To send it, "
+            f"{allowed.how_to_widen}."
+        )
+    try:
+        resolved = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise FileRefused(f"No file at {shown_path(path)}. Check the path (and its spelling) and try again.") from None
+    except (OSError, RuntimeError) as exc:
+        raise FileRefused(f"Cannot resolve {shown_path(path)}: {_reason(exc)}.") from None
+    if allowed.containing(resolved) is not None:
+        return resolved
+    where = f"({allowed.origin}: {allowed.describe()})"
+    lexical = Path(os.path.normpath(path))
+    if allowed.containing(lexical) is not None and lexical != resolved:
+        raise FileRefused(
+            f"{shown_path(path)} is a link to {shown_path(resolved)}, which is outside the folders files may be read "
+            f"from {where}. Give the real file's path if it should be sent; to allow it, {allowed.how_to_widen}."
+        )
+    raise FileRefused(
+        f"{shown_path(resolved)} is outside the folders files may be read from {where}. To send it, "
+        f"{allowed.how_to_widen}."
+    )
+
+
+def _regular(path: Path, resolved: Path, max_bytes: int) -> os.stat_result:
+    """The resolved file's stat, when it is a regular, non-empty file within the upload limit."""
+    try:
+        info = resolved.stat()
+    except OSError as exc:
+        raise FileRefused(f"Cannot read {shown_path(path)}: {_reason(exc)}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FileRefused(f"{shown_path(path)} is a directory. Give the path of one audio file inside it.")
+    if not stat.S_ISREG(info.st_mode):
+        raise FileRefused(
+            f"{shown_path(path)} is not a regular file (it is a device, pipe or socket); give an audio file."
+        )
+    if info.st_size == 0:
+        raise FileRefused(f"{shown_path(path)} is empty (0 bytes); give an audio file.")
+    if info.st_size > max_bytes:
+        raise FileRefused(
+            f"{shown_path(path)} is {info.st_size / 1_048_576:.1f} MB, over the {max_bytes / 1_048_576:g} MB upload "
+            "limit. Use a shorter or compressed file (e.g. mp3), or raise MUSICGPT_MCP_MAX_UPLOAD_MB in the server's "
+            "environment."
+        )
+    return info
 
 
 # No link followed (one swapped in after the checks), no wait on a FIFO swapped in (the fstat that

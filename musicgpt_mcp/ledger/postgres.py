@@ -351,7 +351,9 @@ class PostgresLedger:
             async with self.pool.connection(timeout=wait) as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise DatabaseLedgerError(f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}") from None
+            raise DatabaseLedgerError(
+                f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}"
+            ) from None
 
     # --- the paid path ----------------------------------------------------------------------------------
 
@@ -410,7 +412,9 @@ class PostgresLedger:
             )
             row = await cursor.fetchone()
         if row is None:
-            raise DatabaseLedgerError(f"the ledger {self.where} could not be used: job {job_id} vanished from the ledger")
+            raise DatabaseLedgerError(
+                f"the ledger {self.where} could not be used: job {job_id} vanished from the ledger"
+            )
         return _row_job(row)
 
     async def outcome_unknown(self, job_id: int, note: str) -> None:

@@ -12,7 +12,8 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final, Literal
 
-from mcp.server.apps import Apps, ResourceCsp
+from mcp.server.apps import APP_MIME_TYPE, Apps, ResourceCsp
+from mcp.server.mcpserver.resources import FunctionResource
 
 URI: Final = "ui://musicgpt-mcp/player.html"
 # In get_extraction's result `_meta`, for hosts with Apps only: seconds left by MusicGPT's estimate,
@@ -31,18 +32,22 @@ def ui(*visibility: Literal["model", "app"]) -> dict[str, Any]:
 
 
 def apps() -> Apps:
-    """The Apps extension with the player registered. Tools link to it through their own `meta`
-    (the tool table), not `Apps.tool`, so a host without Apps sees the same tools and results."""
+    """The Apps extension with the player registered. Tools link to it through their own `meta` (the tool
+    table), not `Apps.tool`, so a host without Apps sees the same tools and results. The HTML is read when a
+    host first asks for the view, not when the server starts (a host listing tools never needs it)."""
     extension = Apps()
-    extension.add_html_resource(
-        URI,
-        html(),
-        name="stem_player",
-        title="Stem player",
-        description="Plays and mixes a stem extraction job's stems: a waveform, mute, solo and volume per stem.",
-        # The narrowest policy: no origin at all. Audio arrives as tool results and is decoded in
-        # memory (no fetch, no <audio src>, no blob: or data: URLs, which some hosts strip anyway).
-        csp=ResourceCsp(connect_domains=[], resource_domains=[]),
-        prefers_border=True,
+    csp = ResourceCsp(connect_domains=[], resource_domains=[])
+    extension.add_resource(
+        FunctionResource(
+            uri=URI,
+            name="stem_player",
+            title="Stem player",
+            description="Plays and mixes a stem extraction job's stems: a waveform, mute, solo and volume per stem.",
+            mime_type=APP_MIME_TYPE,
+            # The narrowest policy: no origin at all. Audio arrives as tool results and is decoded in memory (no
+            # fetch, no <audio src>, no blob: or data: URLs, which some hosts strip anyway).
+            meta={"ui": {"csp": csp.model_dump(by_alias=True, exclude_none=True), "prefersBorder": True}},
+            fn=html,
+        )
     )
     return extension

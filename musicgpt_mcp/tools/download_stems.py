@@ -40,8 +40,7 @@ OutputDir = Annotated[
     str | None,
     Field(
         description=(
-            "Folder to save into; omit unless the user names one. It must lie inside the user's MusicGPT "
-            "output folder."
+            "Folder to save into; omit unless the user names one. It must lie inside the user's MusicGPT output folder."
         ),
         max_length=4096,
     ),

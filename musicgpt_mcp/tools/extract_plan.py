@@ -136,9 +136,7 @@ async def _preview(call: Call, plan: Plan) -> Plan:
         raise submission.Refused(submission.limit_message(preview))
     costs = await ledger.recent_costs(plan.request, 3) if isinstance(preview, Claimed) else []
     part = plan.extraction.audio_file
-    question = summaries.consent_question(
-        plan.request, part.size if part else None, plan.extraction.webhook_url, costs
-    )
+    question = summaries.consent_question(plan.request, part.size if part else None, plan.extraction.webhook_url, costs)
     return Plan(plan.request, plan.extraction, plan.policy, not isinstance(preview, Reused | InFlight), question)
 
 

@@ -39,9 +39,9 @@ Wait = Annotated[
 ]
 
 
-async def get_extraction(call: CurrentCall, task_id: TaskId, wait_seconds: Wait = 0) -> Annotated[
-    CallToolResult, ExtractionStatus
-]:
+async def get_extraction(
+    call: CurrentCall, task_id: TaskId, wait_seconds: Wait = 0
+) -> Annotated[CallToolResult, ExtractionStatus]:
     wait = min(wait_seconds, call.settings.max_wait)
     refreshed = await call.book.refresh(task_id, wait, call.progress)
     extraction = summaries.status_model(task_id, refreshed.status, refreshed.waited)
