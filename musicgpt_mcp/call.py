@@ -34,6 +34,8 @@ class Call:
     api_key: str | None  # for the account's one-time rename (accounts.adopt); never stored, never shown
     accounts: Accounts
     ledgers: LedgerHandle
+    # Configuration problems with settings this tool does not use: said after its result, so they get fixed.
+    notes: tuple[str, ...] = ()
 
     @cached_property
     def book(self) -> JobBook:
@@ -56,12 +58,16 @@ class Call:
         await self.ctx.report_progress(done, total, message)
 
 
-def open_call(ctx: Context[Any]) -> Call:
-    """The call being served. Raises the configuration error, or NotSignedIn, as a Failure."""
+def open_call(ctx: Context[Any], needs: frozenset[str] | None = None) -> Call:
+    """The call being served, for a tool that uses the settings named in `needs` (None: all of them). Raises a
+    configuration problem with one of those, or NotSignedIn, as a Failure; other problems become `notes`."""
     state = server_state(ctx)
     settings, operator, accounts, ledgers = state.settings, state.client, state.accounts, state.ledger
     if settings is None or operator is None or accounts is None or ledgers is None:
         raise state.config_error or ConfigError("The server is not configured.")
+    blocking = [p for p in settings.problems if needs is None or p.variable is None or p.variable in needs]
+    if blocking:
+        raise ConfigError(f"The server's configuration is invalid: {blocking[0]}")
     caller = current_caller(state.auth, settings.api_key)
     client = operator
     if caller.own_key and caller.api_key is not None:
@@ -69,7 +75,8 @@ def open_call(ctx: Context[Any]) -> Call:
         client = operator.with_key(caller.api_key, status_limiter=status, submit_limiter=submit)
     key = caller.api_key.get_secret_value() if caller.api_key is not None else None
     account = accounts.name(client.base_url, key)
-    return Call(ctx, state, settings, caller.owner, client, account, key, accounts, ledgers)
+    notes = tuple(str(p) for p in settings.problems)
+    return Call(ctx, state, settings, caller.owner, client, account, key, accounts, ledgers, notes)
 
 
 __all__ = ["Call", "open_call"]

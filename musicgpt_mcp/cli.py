@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, install, logs
-from .config import ENV_VARS, Settings, folders
+from .config import ConfigError, Settings, folders
+from .envvars import ENV_VARS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,11 +98,16 @@ def _add_sandbox_parser(commands: Any) -> None:
 
 def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     """The settings: the environment's, with the command line's folders (if any) in place of
-    MUSICGPT_MCP_ALLOWED_DIRS. A ConfigError raised here surfaces in each tool call, not at start-up."""
+    MUSICGPT_MCP_ALLOWED_DIRS. A problem with either is one of the settings' problems (Settings.problems):
+    it stops the tools that read files, and each call says so."""
     settings = Settings.from_env(env)
     # An MCP Bundle's list of folders cannot become one environment variable (the host substitutes
     # lists only as separate arguments), so it arrives here, one folder per argument.
-    given = folders(args.allowed_dirs, "--allowed-dirs")
+    try:
+        given = folders(args.allowed_dirs, "--allowed-dirs")
+    except ConfigError as exc:
+        problem = ConfigError(str(exc), variable="MUSICGPT_MCP_ALLOWED_DIRS")
+        return dataclasses.replace(settings, problems=(*settings.problems, problem))
     return dataclasses.replace(settings, allowed_dirs=given) if given else settings
 
 

@@ -2,168 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from .addresses import parse_storage_hosts
+from .envvars import DEFAULT_BASE_URL
 from .failures import Failure
 from .urls import parse_webhook_prefixes
 
-DEFAULT_BASE_URL: Final = "https://api.musicgpt.com/api/public"
-
-
-@dataclass(frozen=True)
-class EnvVar:
-    name: str
-    default: str
-    help: str
-
-
-# The single list of variables; `--help` and the README table are written from it.
-ENV_VARS: Final[tuple[EnvVar, ...]] = (
-    EnvVar(
-        "MUSICGPT_API_KEY",
-        "(none)",
-        "Your MusicGPT API key, from the MusicGPT API dashboard. Required for the real API; "
-        "without it the server still starts and each call explains how to set it.",
-    ),
-    EnvVar(
-        "MUSICGPT_BASE_URL",
-        DEFAULT_BASE_URL,
-        "Base URL of the MusicGPT public API; the server appends /v1/Extraction and friends.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_ALLOWED_DIRS",
-        "(the MCP client's roots, else your home folder)",
-        "Folders audio files may be uploaded from, separated by the OS path separator (':' or ';' on "
-        "Windows). Files outside them are refused. download_stems may also save into them.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_MAX_UPLOAD_MB",
-        "4096",
-        "Largest audio file extract_stems uploads, in MB.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_OUTPUT_DIR",
-        "~/Music/MusicGPT",
-        "Where download_stems saves stems (one subfolder per job); an absolute folder. output_dir arguments must "
-        "lie inside it.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_MAX_WAIT",
-        "50",
-        "Longest wait_seconds get_extraction honours, in seconds. Keep it under your host's tool timeout (often 60 s).",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_MAX_DOWNLOAD_MB",
-        "4096",
-        "Largest stem file download_stems accepts, in MB; bigger downloads are stopped and discarded.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_STATE_DIR",
-        "(your user state folder, e.g. ~/.local/state/musicgpt-mcp)",
-        "Where the job ledger lives (ledger.sqlite3): every paid job, its status and downloads, shared by every "
-        "server process of this user. Without a writable folder extract_stems refuses to submit.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_REUSE_HOURS",
-        "24",
-        "An extract_stems call for the same audio, stems and options as a job submitted less than this many hours "
-        "ago returns that job instead of paying again. 0 turns reuse off.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_MAX_CREDITS_PER_DAY",
-        "(no limit)",
-        "Refuse a new paid job when, counted at its estimate, it would take the credits of the last 24 hours over "
-        "this many. Each job counts MusicGPT's stated cost, else its estimate, else what this server reserved when it "
-        "submitted: the highest of the last 3 costs seen for the same stems and options, else 1.5 credits a stem and "
-        "0.5 a clean-up option. A job whose cost is not known yet, or whose outcome is unknown, never counts as free.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_MAX_JOBS_PER_HOUR",
-        "30",
-        "Refuse new paid jobs once this many were submitted in the last hour, whatever they cost: stops a runaway loop.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_CONFIRM",
-        "auto",
-        "Ask the user before each paid job: auto (when the MCP client can ask), always (refuse paid jobs when it "
-        "cannot), never.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE",
-        "200",
-        "MusicGPT's limit on status calls a minute per API key, which the server keeps to (across replicas with "
-        "a database). Raise it only if MusicGPT gave your account more.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_SUBMITS_PER_MINUTE",
-        "60",
-        "MusicGPT's limit on extraction submits a minute per API key, which the server keeps to likewise.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_PUBLIC_URL",
-        "(http://HOST:PORT/mcp)",
-        "With --transport http: the URL clients use to reach the server, e.g. https://stems.example.com/mcp. "
-        "Its host is what the server answers to (DNS-rebinding protection), and with OAuth it is the tokens' audience.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_AUTH",
-        "none",
-        "With --transport http: who may call. oauth (JWT access tokens from MUSICGPT_MCP_OAUTH_ISSUER; jobs are "
-        "paid with MUSICGPT_API_KEY), header (each caller sends their own MusicGPT key in X-MusicGPT-Api-Key), or "
-        "none (loopback only).",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_OAUTH_ISSUER",
-        "(none)",
-        "With MUSICGPT_MCP_AUTH=oauth: the authorization server whose tokens are accepted (its metadata names its keys).",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_OAUTH_SCOPES",
-        "(none)",
-        "With MUSICGPT_MCP_AUTH=oauth: scopes every token must carry, separated by spaces or commas.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_DATABASE_URL",
-        "(none: SQLite in MUSICGPT_MCP_STATE_DIR)",
-        "postgresql://... puts the job ledger in PostgreSQL, shared by every replica (needs musicgpt-mcp[postgres]).",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_SERVER_SECRET",
-        "(generated and kept in MUSICGPT_MCP_STATE_DIR)",
-        "With --transport http: a secret of at least 32 characters that signs state handed to clients between "
-        "rounds of a call and names header-mode users. Every replica needs the same one; required with "
-        "MUSICGPT_MCP_DATABASE_URL.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_WEBHOOK_URLS",
-        "(none: webhook_url is refused)",
-        "Addresses extract_stems may give MusicGPT as webhook_url, as URL prefixes separated by spaces "
-        "(e.g. https://hooks.example.com/musicgpt). MusicGPT POSTs the finished job, with links to the stems, "
-        "there; any other webhook_url is refused.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_STORAGE_HOSTS",
-        "(none)",
-        "Hosts (host or host:port, separated by spaces) download_stems may fetch stems from even though they "
-        "resolve to a private, loopback or link-local address. Every other download must go to a public address.",
-    ),
-    EnvVar(
-        "MUSICGPT_MCP_LOG_LEVEL",
-        "INFO",
-        "Log level for the server's log on stderr: DEBUG, INFO, WARNING or ERROR.",
-    ),
-)
-
-
+T = TypeVar("T")
 Confirm = Literal["auto", "always", "never"]
 Auth = Literal["none", "oauth", "header"]
 AUTH_MODES: Final[tuple[Auth, ...]] = ("none", "oauth", "header")
@@ -191,7 +46,27 @@ def default_state_dir() -> Path:
 
 
 class ConfigError(Failure, ValueError):
-    """A setting is present but unusable; the message names the variable and the fix."""
+    """A setting is present but unusable; the message names the variable and the fix. `variable` says which,
+    so a tool that does not use it can work on."""
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class _Reader:
+    """Reads one variable at a time: a bad one keeps its default and is kept as a problem, so the others (and
+    every tool that needs only them) still work."""
+
+    def __init__(self) -> None:
+        self.problems: list[ConfigError] = []
+
+    def __call__(self, variable: str, parse: Callable[[], T], default: T) -> T:
+        try:
+            return parse()
+        except ConfigError as exc:
+            self.problems.append(ConfigError(str(exc), variable=exc.variable or variable))
+            return default
 
 
 @dataclass(frozen=True)
@@ -226,38 +101,103 @@ class Settings:
     # host or host:port entries downloads may reach at non-public addresses (netguard).
     storage_hosts: tuple[str, ...] = ()
 
+    # Variables that are set but unusable (each keeps its default above); tools that use one refuse to run and
+    # say why, the others run and mention it.
+    problems: tuple[ConfigError, ...] = ()
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = {k: v for k, v in (os.environ if env is None else env).items() if not is_placeholder(v)}
-        raw_key = env.get("MUSICGPT_API_KEY", "").strip()
-        if raw_key and any(ch in raw_key for ch in "\r\n\0"):
-            # The message must not echo the key itself.
-            raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
-        problem = key_problem(raw_key)
-        if problem:
-            raise ConfigError(problem)
-        base_url = env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL
-        output_dir = _dir(env, "MUSICGPT_MCP_OUTPUT_DIR", "stems are saved there") or Path("~/Music/MusicGPT")
-        return cls(
-            allowed_dirs=_dirs(env.get("MUSICGPT_MCP_ALLOWED_DIRS")),
-            max_upload_bytes=_int(env, "MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
-            api_key=SecretStr(raw_key) if raw_key else None,
-            base_url=normalise_base_url(base_url),
-            output_dir=output_dir,
-            max_wait=_int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
-            max_download_bytes=_int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=1024 * 1024) * 1024 * 1024,
-            state_dir=_dir(env, "MUSICGPT_MCP_STATE_DIR", "the job ledger is kept there"),
-            reuse_hours=_number(env, "MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
-            max_credits_per_day=_optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
-            max_jobs_per_hour=_int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
-            confirm=_confirm(env),
-            status_calls_per_minute=_optional_int(env, "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE", low=1, high=1_000_000),
-            submits_per_minute=_optional_int(env, "MUSICGPT_MCP_SUBMITS_PER_MINUTE", low=1, high=1_000_000),
+        read = _Reader()
+        mb = 1024 * 1024
+        settings = cls(
+            api_key=read("MUSICGPT_API_KEY", lambda: _api_key(env), None),
+            base_url=read("MUSICGPT_BASE_URL", lambda: _base_url(env), DEFAULT_BASE_URL),
+            allowed_dirs=read("MUSICGPT_MCP_ALLOWED_DIRS", lambda: _dirs(env.get("MUSICGPT_MCP_ALLOWED_DIRS")), None),
+            max_upload_bytes=read(
+                "MUSICGPT_MCP_MAX_UPLOAD_MB",
+                lambda: _int(env, "MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=mb),
+                4096,
+            )
+            * mb,
+            output_dir=read(
+                "MUSICGPT_MCP_OUTPUT_DIR", lambda: _dir(env, "MUSICGPT_MCP_OUTPUT_DIR", "stems are saved there"), None
+            )
+            or Path("~/Music/MusicGPT"),
+            max_wait=read(
+                "MUSICGPT_MCP_MAX_WAIT", lambda: _int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600), 50
+            ),
+            max_download_bytes=read(
+                "MUSICGPT_MCP_MAX_DOWNLOAD_MB",
+                lambda: _int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=mb),
+                4096,
+            )
+            * mb,
+            state_dir=read(
+                "MUSICGPT_MCP_STATE_DIR",
+                lambda: _dir(env, "MUSICGPT_MCP_STATE_DIR", "the job ledger is kept there"),
+                None,
+            ),
+            reuse_hours=read(
+                "MUSICGPT_MCP_REUSE_HOURS",
+                lambda: _number(env, "MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
+                24.0,
+            ),
+            max_credits_per_day=read(
+                "MUSICGPT_MCP_MAX_CREDITS_PER_DAY",
+                lambda: _optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
+                None,
+            ),
+            max_jobs_per_hour=read(
+                "MUSICGPT_MCP_MAX_JOBS_PER_HOUR",
+                lambda: _int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
+                30,
+            ),
+            confirm=read("MUSICGPT_MCP_CONFIRM", lambda: _confirm(env), "auto"),
+            status_calls_per_minute=read(
+                "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE",
+                lambda: _optional_int(env, "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE", low=1, high=1_000_000),
+                None,
+            ),
+            submits_per_minute=read(
+                "MUSICGPT_MCP_SUBMITS_PER_MINUTE",
+                lambda: _optional_int(env, "MUSICGPT_MCP_SUBMITS_PER_MINUTE", low=1, high=1_000_000),
+                None,
+            ),
             output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
-            remote=_remote(env),
-            webhook_urls=_parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
-            storage_hosts=_parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
+            remote=read("MUSICGPT_MCP_AUTH", lambda: _remote(env), Remote()),
+            webhook_urls=read(
+                "MUSICGPT_MCP_WEBHOOK_URLS",
+                lambda: _parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
+                (),
+            ),
+            storage_hosts=read(
+                "MUSICGPT_MCP_STORAGE_HOSTS",
+                lambda: _parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
+                (),
+            ),
         )
+        return dataclasses.replace(settings, problems=tuple(read.problems))
+
+    def check(self) -> None:
+        """Raise the first problem: where an operator is watching (the HTTP transport), nothing unusable runs."""
+        if self.problems:
+            raise self.problems[0]
+
+
+def _api_key(env: Mapping[str, str]) -> SecretStr | None:
+    raw_key = env.get("MUSICGPT_API_KEY", "").strip()
+    if raw_key and any(ch in raw_key for ch in "\r\n\0"):
+        # The message must not echo the key itself.
+        raise ConfigError("MUSICGPT_API_KEY contains a line break or NUL; paste the key on one line.")
+    problem = key_problem(raw_key)
+    if problem:
+        raise ConfigError(problem)
+    return SecretStr(raw_key) if raw_key else None
+
+
+def _base_url(env: Mapping[str, str]) -> str:
+    return normalise_base_url(env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL)
 
 
 def key_problem(key: str) -> str | None:
@@ -348,26 +288,36 @@ def _remote(env: Mapping[str, str]) -> Remote:
     raw_auth = env.get("MUSICGPT_MCP_AUTH", "").strip().lower() or "none"
     auth = next((mode for mode in AUTH_MODES if mode == raw_auth), None)
     if auth is None:
-        raise ConfigError(f"MUSICGPT_MCP_AUTH must be one of {', '.join(AUTH_MODES)}; got {raw_auth!r}.")
+        raise ConfigError(
+            f"MUSICGPT_MCP_AUTH must be one of {', '.join(AUTH_MODES)}; got {raw_auth!r}.", variable="MUSICGPT_MCP_AUTH"
+        )
     public_url = env.get("MUSICGPT_MCP_PUBLIC_URL", "").strip() or None
     if public_url is not None:
         parts = urlsplit(public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
             raise ConfigError(
                 f"MUSICGPT_MCP_PUBLIC_URL must be the http(s) URL clients use, such as "
-                f"https://stems.example.com/mcp; got {public_url!r}."
+                f"https://stems.example.com/mcp; got {public_url!r}.",
+                variable="MUSICGPT_MCP_PUBLIC_URL",
             )
     issuer = env.get("MUSICGPT_MCP_OAUTH_ISSUER", "").strip() or None
     if issuer is not None and urlsplit(issuer).scheme not in ("http", "https"):
-        raise ConfigError(f"MUSICGPT_MCP_OAUTH_ISSUER must be an http(s) URL; got {issuer!r}.")
+        raise ConfigError(
+            f"MUSICGPT_MCP_OAUTH_ISSUER must be an http(s) URL; got {issuer!r}.", variable="MUSICGPT_MCP_OAUTH_ISSUER"
+        )
     scopes = tuple(s for s in re.split(r"[\s,]+", env.get("MUSICGPT_MCP_OAUTH_SCOPES", "")) if s)
     database = env.get("MUSICGPT_MCP_DATABASE_URL", "").strip()
     if database and urlsplit(database).scheme not in ("postgresql", "postgres"):
         # Never echo the URL: it may hold a password.
-        raise ConfigError("MUSICGPT_MCP_DATABASE_URL must be a postgresql:// URL.")
+        raise ConfigError(
+            "MUSICGPT_MCP_DATABASE_URL must be a postgresql:// URL.", variable="MUSICGPT_MCP_DATABASE_URL"
+        )
     secret = env.get("MUSICGPT_MCP_SERVER_SECRET", "").strip()
     if secret and len(secret) < 32:
-        raise ConfigError("MUSICGPT_MCP_SERVER_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+        raise ConfigError(
+            "MUSICGPT_MCP_SERVER_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`).",
+            variable="MUSICGPT_MCP_SERVER_SECRET",
+        )
     return Remote(
         auth=auth,
         public_url=public_url,

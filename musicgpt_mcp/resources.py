@@ -14,6 +14,7 @@ from .catalog import catalog_json
 from .errors import resource_errors
 from .ledger import JOB_STATUSES
 from .state import ServerState
+from .tools.args import LEDGER_SETTINGS, STATUS_SETTINGS
 from .tools.list_extractions import listing_for
 
 
@@ -27,7 +28,7 @@ async def extraction(task_id: str, ctx: Context[ServerState]) -> str:
         raise ResourceError(f"{task_id[:100]!r} is not a task ID; use the task_id extract_stems returned.")
     # On a shared server, only the caller's own jobs; as for tool results, the key never leaves in a resource
     # (resource_errors scrubs it), whatever MusicGPT put in its reply.
-    refreshed = await open_call(ctx).book.refresh(task_id)
+    refreshed = await open_call(ctx, STATUS_SETTINGS).book.refresh(task_id)
     return summaries.status_model(task_id, refreshed.status, 0.0).model_dump_json(indent=2)
 
 
@@ -35,7 +36,7 @@ async def extraction(task_id: str, ctx: Context[ServerState]) -> str:
 async def extractions(
     ctx: Context[ServerState], status: str | None = None, query: str | None = None, limit: str | None = None
 ) -> str:
-    call = open_call(ctx)
+    call = open_call(ctx, LEDGER_SETTINGS)
     count = _limit(limit)
     wanted = status.upper() if status else None
     if wanted is not None and wanted not in JOB_STATUSES:

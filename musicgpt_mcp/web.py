@@ -65,6 +65,7 @@ class HttpPlan:
 
 
 def plan(settings: Settings, host: str, port: int) -> HttpPlan:
+    settings.check()  # an operator is watching: an unusable setting stops the start, whatever it is
     remote = settings.remote
     public_url = remote.public_url or f"http://{_url_host(host)}:{port}{MCP_PATH}"
     public_host = urlsplit(public_url).hostname or ""

@@ -3,6 +3,7 @@ errors named by every tool. Through the protocol, as a new user's host would mee
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -108,3 +109,41 @@ async def test_a_wrong_name_is_answered_in_words_with_the_closest(
     assert f"Did you mean {named}" in text
     assert "pydantic" not in text and "validation error" not in text and "input_value" not in text
     assert sandbox.state.submits() == []
+
+
+async def test_a_bad_setting_is_named_by_every_tool_and_stops_only_those_that_use_it(sandbox: Sandbox) -> None:
+    """MUSICGPT_MCP_CONFIRM=yes: the paid tool refuses, naming it; the free tools work and mention it."""
+    from musicgpt_mcp.config import Settings
+
+    env = {
+        "MUSICGPT_API_KEY": sandbox.api_key,
+        "MUSICGPT_BASE_URL": sandbox.base_url,
+        "MUSICGPT_MCP_STORAGE_HOSTS": sandbox.netloc,
+        "MUSICGPT_MCP_CONFIRM": "yes",
+    }
+    job = sandbox.state.new_job(
+        stems=("vocals",), preprocessing_options=(), source="x", webhook_url=None, credit_estimate=1
+    )
+    settings = dataclasses.replace(Settings.from_env(env), state_dir=make_settings(sandbox).state_dir)
+    async with connect(settings) as client:
+        paid = await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3"})
+        listed = await client.call_tool("list_extractions", {})
+        status = await client.call_tool("get_extraction", {"task_id": job.task_id})
+    assert paid.is_error and "MUSICGPT_MCP_CONFIRM must be one of auto, always, never; got 'yes'" in text_of(paid)
+    assert sandbox.state.submits() == []
+    for free in (listed, status):
+        assert not free.is_error, text_of(free)
+        assert "MUSICGPT_MCP_CONFIRM" in text_of(free)
+    assert structured(status)["task_id"] == job.task_id
+
+
+async def test_a_bad_key_stops_the_tools_that_call_musicgpt_but_not_the_history(sandbox: Sandbox) -> None:
+    from musicgpt_mcp.config import Settings
+
+    settings = Settings.from_env({"MUSICGPT_API_KEY": "has a space", "MUSICGPT_BASE_URL": sandbox.base_url})
+    settings = dataclasses.replace(settings, state_dir=make_settings(sandbox).state_dir)
+    async with connect(settings) as client:
+        status = await client.call_tool("get_extraction", {"task_id": "t-1"})
+        listed = await client.call_tool("list_extractions", {})
+    assert status.is_error and "MUSICGPT_API_KEY contains a character that cannot be sent" in text_of(status)
+    assert not listed.is_error and "MUSICGPT_API_KEY" in text_of(listed)

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from musicgpt_mcp import __version__
-from musicgpt_mcp.config import ENV_VARS
+from musicgpt_mcp.envvars import ENV_VARS
 
 from .conftest import REPO
 

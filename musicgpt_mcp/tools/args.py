@@ -4,7 +4,7 @@ in itself (the `Call`, the client's roots), and how a result is shaped."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -81,8 +81,33 @@ def catalog_names(field: str, given: Sequence[str], choices: tuple[T, ...], what
     return [c for name in given for c in choices if c == name]
 
 
+# The settings each kind of free tool uses.
+LEDGER_SETTINGS: Final = frozenset({"MUSICGPT_MCP_STATE_DIR", "MUSICGPT_MCP_DATABASE_URL", "MUSICGPT_MCP_AUTH"})
+STATUS_SETTINGS: Final = LEDGER_SETTINGS | {
+    "MUSICGPT_API_KEY",
+    "MUSICGPT_BASE_URL",
+    "MUSICGPT_MCP_MAX_WAIT",
+    "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE",
+    "MUSICGPT_MCP_MAX_DOWNLOAD_MB",
+    "MUSICGPT_MCP_STORAGE_HOSTS",
+}
+DOWNLOAD_SETTINGS: Final = STATUS_SETTINGS | {"MUSICGPT_MCP_OUTPUT_DIR", "MUSICGPT_MCP_ALLOWED_DIRS"}
+
+
 async def _open_call(ctx: Context[ServerState]) -> Call:
     return open_call(ctx)
+
+
+async def _open_status_call(ctx: Context[ServerState]) -> Call:
+    return open_call(ctx, STATUS_SETTINGS)
+
+
+async def _open_download_call(ctx: Context[ServerState]) -> Call:
+    return open_call(ctx, DOWNLOAD_SETTINGS)
+
+
+async def _open_ledger_call(ctx: Context[ServerState]) -> Call:
+    return open_call(ctx, LEDGER_SETTINGS)
 
 
 TaskId = Annotated[
@@ -96,9 +121,13 @@ TaskId = Annotated[
 ]
 
 
-# The call being served (call.py), made by the SDK for each tool that takes one; a failure to make it (an invalid
-# configuration, no sign-in) is a tool error like any other.
+# The call being served (call.py), made by the SDK for each tool that takes one; a failure to make it (an unusable
+# setting the tool needs, no sign-in) is a tool error like any other. The paid tool needs every setting; the free
+# ones only theirs, so a bad MUSICGPT_MCP_CONFIRM, say, leaves them working (and they mention it).
 CurrentCall = Annotated[Call, Resolve(tool_errors(_open_call))]
+StatusCall = Annotated[Call, Resolve(tool_errors(_open_status_call))]
+DownloadCall = Annotated[Call, Resolve(tool_errors(_open_download_call))]
+LedgerCall = Annotated[Call, Resolve(tool_errors(_open_ledger_call))]
 
 
 def _client_roots(ctx: Context[ServerState], path: str | None) -> ListRoots | None:

@@ -18,7 +18,7 @@ from ..contract import StatusReply
 from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
 from ..state import Transport
-from .args import CurrentCall, RootsForOutputDir, StemList, TaskId, allowed, catalog_names, result
+from .args import DownloadCall, RootsForOutputDir, StemList, TaskId, allowed, catalog_names, result
 from .spec import ToolSpec
 
 DESCRIPTION = """\
@@ -48,7 +48,7 @@ OutputDir = Annotated[
 
 
 async def download_stems(
-    call: CurrentCall,
+    call: DownloadCall,
     task_id: TaskId,
     stems: Stems = None,
     format: Format = "mp3",

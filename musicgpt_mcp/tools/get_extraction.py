@@ -12,7 +12,7 @@ from .. import player, summaries
 from ..clients import abilities
 from ..downloads import AUDIO_MIME
 from ..models import ExtractionStatus
-from .args import CurrentCall, TaskId, result
+from .args import StatusCall, TaskId, result
 from .spec import ToolSpec
 
 DESCRIPTION = """\
@@ -40,7 +40,7 @@ Wait = Annotated[
 
 
 async def get_extraction(
-    call: CurrentCall, task_id: TaskId, wait_seconds: Wait = 0
+    call: StatusCall, task_id: TaskId, wait_seconds: Wait = 0
 ) -> Annotated[CallToolResult, ExtractionStatus]:
     wait = min(wait_seconds, call.settings.max_wait)
     refreshed = await call.book.refresh(task_id, wait, call.progress)

@@ -14,7 +14,7 @@ from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..ledger import JOB_STATUSES, Job, Ledger, iso
 from ..models import ExtractionList, ExtractionRecord
 from ..visible import shown
-from .args import CurrentCall, result
+from .args import LedgerCall, result
 from .spec import ToolSpec
 
 JobStatus = Literal[
@@ -35,7 +35,7 @@ Query = Annotated[str | None, Field(description="Only jobs whose song name or UR
 
 
 async def list_extractions(
-    call: CurrentCall, limit: Limit = 20, status: StatusFilter = None, query: Query = None
+    call: LedgerCall, limit: Limit = 20, status: StatusFilter = None, query: Query = None
 ) -> Annotated[CallToolResult, ExtractionList]:
     listing = await listing_for(await call.ledger(), call.owner, limit, status, query.strip() if query else None)
     return result(summaries.extractions(listing, status, query), listing)

@@ -17,7 +17,7 @@ from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
 from ..models import StemAudioChunk
 from ..musicgpt import MusicGPTError
 from ..stem_cache import read_chunk
-from .args import CurrentCall, StemName, TaskId, catalog_names, result
+from .args import StatusCall, StemName, TaskId, catalog_names, result
 from .spec import ToolSpec
 
 # A slice per call: 512 KiB is ~700 KB of base64 in one JSON-RPC message, small enough for any
@@ -38,7 +38,7 @@ Length = Annotated[int, Field(description=f"Bytes to read, at most {MAX_SLICE} (
 
 
 async def read_stem_audio(
-    call: CurrentCall,
+    call: StatusCall,
     task_id: TaskId,
     stem: Stem_,
     format: Format = "mp3",

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
+from ..call import Call
 from ..config import Settings
 from ..errors import tool_errors
 from ..state import Transport
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def everywhere(settings: Settings, transport: Transport) -> bool:
@@ -43,7 +48,7 @@ class ToolSpec:
     def build(self) -> Tool:
         """The SDK's tool for this row, its function wrapped in the one error wrapper."""
         tool = Tool.from_function(
-            tool_errors(self.fn),
+            tool_errors(_noted(self.fn)),
             name=self.name,
             title=self.title,
             description=self.description,
@@ -55,6 +60,23 @@ class ToolSpec:
             # Not sent to the model, but in every tools/list answer: 1.3 KB of its 19.1 KB.
             lean(tool.output_schema)
         return tool
+
+
+def _noted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """The tool's result, followed by the configuration problems its call set aside (Call.notes): settings it
+    does not use, which stop another tool. The model reads them, and the user learns what to fix."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        result = await fn(*args, **kwargs)
+        call = next((value for value in kwargs.values() if isinstance(value, Call)), None)
+        if call is not None and call.notes and isinstance(result, CallToolResult):
+            problems = " ".join(call.notes)
+            note = f"Note: the server's configuration has a problem, and the tools that use that setting refuse to run until it is fixed: {problems}"
+            result.content.append(TextContent(type="text", text=note))
+        return result
+
+    return wrapper
 
 
 def lean(schema: dict[str, Any]) -> None:
