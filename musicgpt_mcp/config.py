@@ -58,7 +58,8 @@ class _Reader:
     """Reads one variable at a time: a bad one keeps its default and is kept as a problem, so the others (and
     every tool that needs only them) still work."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
         self.problems: list[ConfigError] = []
 
     def __call__(self, variable: str, parse: Callable[[], T], default: T) -> T:
@@ -67,6 +68,24 @@ class _Reader:
         except ConfigError as exc:
             self.problems.append(ConfigError(str(exc), variable=exc.variable or variable))
             return default
+
+    def whole(self, name: str, default: int, *, low: int, high: int) -> int:
+        return self(name, lambda: _int(self.env, name, default, low=low, high=high), default)
+
+    def optional_whole(self, name: str, *, low: int, high: int) -> int | None:
+        return self(name, lambda: _optional_int(self.env, name, low=low, high=high), None)
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        return self(name, lambda: _number(self.env, name, default, low=low, high=high), default)
+
+    def optional_number(self, name: str, *, low: float, high: float) -> float | None:
+        return self(name, lambda: _optional_number(self.env, name, low=low, high=high), None)
+
+    def folder(self, name: str, use: str) -> Path | None:
+        return self(name, lambda: _dir(self.env, name, use), None)
+
+    def listed(self, name: str, parse: Callable[[str | None], tuple[str, ...]]) -> tuple[str, ...]:
+        return self(name, lambda: _parsed(parse, self.env.get(name)), ())
 
 
 @dataclass(frozen=True)
@@ -108,74 +127,27 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = {k: v for k, v in (os.environ if env is None else env).items() if not is_placeholder(v)}
-        read = _Reader()
+        read = _Reader(env)
         mb = 1024 * 1024
         settings = cls(
             api_key=read("MUSICGPT_API_KEY", lambda: _api_key(env), None),
             base_url=read("MUSICGPT_BASE_URL", lambda: _base_url(env), DEFAULT_BASE_URL),
             allowed_dirs=read("MUSICGPT_MCP_ALLOWED_DIRS", lambda: _dirs(env.get("MUSICGPT_MCP_ALLOWED_DIRS")), None),
-            max_upload_bytes=read(
-                "MUSICGPT_MCP_MAX_UPLOAD_MB",
-                lambda: _int(env, "MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=mb),
-                4096,
-            )
-            * mb,
-            output_dir=read(
-                "MUSICGPT_MCP_OUTPUT_DIR", lambda: _dir(env, "MUSICGPT_MCP_OUTPUT_DIR", "stems are saved there"), None
-            )
-            or Path("~/Music/MusicGPT"),
-            max_wait=read(
-                "MUSICGPT_MCP_MAX_WAIT", lambda: _int(env, "MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600), 50
-            ),
-            max_download_bytes=read(
-                "MUSICGPT_MCP_MAX_DOWNLOAD_MB",
-                lambda: _int(env, "MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=mb),
-                4096,
-            )
-            * mb,
-            state_dir=read(
-                "MUSICGPT_MCP_STATE_DIR",
-                lambda: _dir(env, "MUSICGPT_MCP_STATE_DIR", "the job ledger is kept there"),
-                None,
-            ),
-            reuse_hours=read(
-                "MUSICGPT_MCP_REUSE_HOURS",
-                lambda: _number(env, "MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
-                24.0,
-            ),
-            max_credits_per_day=read(
-                "MUSICGPT_MCP_MAX_CREDITS_PER_DAY",
-                lambda: _optional_number(env, "MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
-                None,
-            ),
-            max_jobs_per_hour=read(
-                "MUSICGPT_MCP_MAX_JOBS_PER_HOUR",
-                lambda: _int(env, "MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
-                30,
-            ),
+            max_upload_bytes=read.whole("MUSICGPT_MCP_MAX_UPLOAD_MB", 4096, low=1, high=mb) * mb,
+            output_dir=read.folder("MUSICGPT_MCP_OUTPUT_DIR", "stems are saved there") or Path("~/Music/MusicGPT"),
+            max_wait=read.whole("MUSICGPT_MCP_MAX_WAIT", 50, low=0, high=3600),
+            max_download_bytes=read.whole("MUSICGPT_MCP_MAX_DOWNLOAD_MB", 4096, low=1, high=mb) * mb,
+            state_dir=read.folder("MUSICGPT_MCP_STATE_DIR", "the job ledger is kept there"),
+            reuse_hours=read.number("MUSICGPT_MCP_REUSE_HOURS", 24.0, low=0, high=24 * 365),
+            max_credits_per_day=read.optional_number("MUSICGPT_MCP_MAX_CREDITS_PER_DAY", low=0, high=1e9),
+            max_jobs_per_hour=read.whole("MUSICGPT_MCP_MAX_JOBS_PER_HOUR", 30, low=1, high=100_000),
             confirm=read("MUSICGPT_MCP_CONFIRM", lambda: _confirm(env), "auto"),
-            status_calls_per_minute=read(
-                "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE",
-                lambda: _optional_int(env, "MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE", low=1, high=1_000_000),
-                None,
-            ),
-            submits_per_minute=read(
-                "MUSICGPT_MCP_SUBMITS_PER_MINUTE",
-                lambda: _optional_int(env, "MUSICGPT_MCP_SUBMITS_PER_MINUTE", low=1, high=1_000_000),
-                None,
-            ),
+            status_calls_per_minute=read.optional_whole("MUSICGPT_MCP_STATUS_CALLS_PER_MINUTE", low=1, high=1_000_000),
+            submits_per_minute=read.optional_whole("MUSICGPT_MCP_SUBMITS_PER_MINUTE", low=1, high=1_000_000),
             output_dir_configured=bool(env.get("MUSICGPT_MCP_OUTPUT_DIR", "").strip()),
             remote=read("MUSICGPT_MCP_AUTH", lambda: _remote(env), Remote()),
-            webhook_urls=read(
-                "MUSICGPT_MCP_WEBHOOK_URLS",
-                lambda: _parsed(parse_webhook_prefixes, env.get("MUSICGPT_MCP_WEBHOOK_URLS")),
-                (),
-            ),
-            storage_hosts=read(
-                "MUSICGPT_MCP_STORAGE_HOSTS",
-                lambda: _parsed(parse_storage_hosts, env.get("MUSICGPT_MCP_STORAGE_HOSTS")),
-                (),
-            ),
+            webhook_urls=read.listed("MUSICGPT_MCP_WEBHOOK_URLS", parse_webhook_prefixes),
+            storage_hosts=read.listed("MUSICGPT_MCP_STORAGE_HOSTS", parse_storage_hosts),
         )
         return dataclasses.replace(settings, problems=tuple(read.problems))
 
