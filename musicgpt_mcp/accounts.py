@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from . import contract
 from .config import ConfigError, Settings, default_state_dir
-from .ledger import Ledger, LedgerError
+from .ledger import Ledger, LedgerError, shared_limiter
 from .ratelimit import Limiter, SharedLimiter
 from .secret import account_name, derived, kept_secret, legacy_account_name
 
@@ -98,7 +98,7 @@ class Accounts:
                 if ledger is None:
                     return None
                 name = account if isinstance(account, str) else account()
-                return ledger.rate_limiter(f"{kind}:{name}", calls, contract.RATE_WINDOW)
+                return shared_limiter(ledger, f"{kind}:{name}", calls, contract.RATE_WINDOW)
 
             return SharedLimiter(make, calls, contract.RATE_WINDOW)
 

@@ -217,15 +217,15 @@ def _postgres(database_url: str) -> PostgresSignals | None:
         from psycopg.conninfo import make_conninfo
 
         # The ledger's own reading of the URL: its defaults, its password-free name, its redaction.
-        from .ledger.postgres import _conninfo, _redactor
+        from .ledger.postgres_url import read_url, redactor
 
-        conninfo, where = _conninfo(database_url)
+        conninfo, where = read_url(database_url)
     except (ImportError, LedgerError) as exc:
         # The ledger tells every tool call the same; meanwhile signals reach this process only.
         log.error("signals: only within this process: %s", exc)
         return None
     conninfo = make_conninfo(conninfo, application_name="musicgpt-mcp-signals")
-    return PostgresSignals(conninfo, where, _redactor(database_url))
+    return PostgresSignals(conninfo, where, redactor(database_url))
 
 
 __all__ = ["PG_CHANNEL", "PostgresSignals", "Signals", "Subscription", "open_signals"]

@@ -760,6 +760,17 @@ async def test_text_a_database_cannot_store_is_kept_readable_instead_of_failing(
     assert isinstance(await ledger.claim(odd, POLICY, T0 + 2), Reused)
 
 
+async def test_a_status_filter_is_matched_as_stored_text_on_both_engines(ledger: Ledger) -> None:
+    """The status a listing filters on goes through the same codec as everything else stored: a status no job can
+    have (a NUL, a lone surrogate) lists nothing on either engine, rather than failing on one of them (SQLite
+    could not encode the surrogate, and its filter once skipped what PostgreSQL's did)."""
+    await submitted(ledger, req(), T0, "task-1")
+    await ledger.update_status("alice", "task-1", status("COMPLETED", done=True), T0 + 1)
+    assert names(await ledger.jobs("alice", 10, "COMPLETED", None)) == ["Song.wav"]
+    for odd in ("COMPLETED\x00", "COMPLETED\udcff"):
+        assert await ledger.jobs("alice", 10, odd, None) == []
+
+
 async def test_jobs_from_before_reservations_count_the_documented_assumption(
     engine: str | None, tmp_path: Path
 ) -> None:

@@ -228,6 +228,33 @@ async def test_a_limit_reached_through_one_server_holds_on_the_other_and_both_li
     assert posts(sandbox) == 1
 
 
+async def counted_calls(url: str) -> dict[str, int]:
+    """The calls to MusicGPT the replicas have counted in the database, by bucket."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute("SELECT bucket, count(*) FROM musicgpt_mcp_rate_calls GROUP BY bucket")
+        return {str(bucket): int(n) for bucket, n in await cursor.fetchall()}
+
+
+async def test_two_servers_sharing_the_database_count_musicgpt_calls_in_one_budget(
+    sandbox: Sandbox, postgres_url: str
+) -> None:
+    """MusicGPT's per-key rate limits must hold in sum across replicas: both servers count their calls in the
+    database, in one bucket per kind of call for the account (never the key)."""
+    async with connect(on_database(sandbox, postgres_url)) as a, connect(on_database(sandbox, postgres_url)) as b:
+        job = structured(await a.call_tool("extract_stems", {"audio_url": "https://example.com/one.mp3"}))
+        submitted = await counted_calls(postgres_url)
+        await a.call_tool("get_extraction", {"task_id": job["task_id"]})
+        after_a = await counted_calls(postgres_url)
+        await b.call_tool("get_extraction", {"task_id": job["task_id"]})
+        after_b = await counted_calls(postgres_url)
+    assert [bucket.split(":")[0] for bucket in submitted] == ["submit"]
+    assert list(submitted.values()) == [1]
+    status = [bucket for bucket in after_b if bucket.startswith("status:")]
+    assert len(status) == 1, after_b
+    assert after_b[status[0]] > after_a.get(status[0], 0) > submitted.get(status[0], 0)
+    assert all(sandbox.api_key not in bucket for bucket in after_b)
+
+
 # --- migrations ------------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import anyio
 import psycopg
 import pytest
 
-from musicgpt_mcp.ledger import open_ledger
+from musicgpt_mcp.ledger import open_ledger, shared_limiter
 from musicgpt_mcp.ledger.postgres import PostgresLedger
 from musicgpt_mcp.ledger.postgres_ratelimit import PostgresRateLimiter
 
@@ -41,6 +41,13 @@ async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[Pos
         await second.close()
 
 
+def limiter_on(replica: PostgresLedger, bucket: str, max_calls: int, period: float) -> PostgresRateLimiter:
+    """The limiter the server would count in on `replica` (accounts.py asks `shared_limiter` the same)."""
+    limiter = shared_limiter(replica, bucket, max_calls, period)
+    assert isinstance(limiter, PostgresRateLimiter)
+    return limiter
+
+
 def assert_within_limit(moments: list[float], max_calls: int, period: float) -> None:
     """No window of `period` seconds holds more than `max_calls` of `moments` (the limiter's own test:
     a call leaves the window when now - at >= period)."""
@@ -53,7 +60,7 @@ async def test_two_replicas_never_exceed_the_limit_in_any_window(
     replicas: tuple[PostgresLedger, PostgresLedger],
 ) -> None:
     # Three limiters per replica (as three worker processes would have): six ask the database at once.
-    limiters = [replica.rate_limiter(BUCKET, MAX_CALLS, PERIOD) for replica in replicas for _ in range(3)]
+    limiters = [limiter_on(replica, BUCKET, MAX_CALLS, PERIOD) for replica in replicas for _ in range(3)]
     moments: list[float] = []
 
     async def call(limiter: PostgresRateLimiter) -> None:
@@ -76,16 +83,16 @@ async def test_a_replica_starting_later_sees_the_calls_already_counted(
     replicas: tuple[PostgresLedger, PostgresLedger],
 ) -> None:
     a, b = replicas
-    first = [await a.rate_limiter(BUCKET, MAX_CALLS, PERIOD).take() for _ in range(MAX_CALLS)]
+    first = [await limiter_on(a, BUCKET, MAX_CALLS, PERIOD).take() for _ in range(MAX_CALLS)]
     # A new limiter (a replica that just started) must wait for the first call to leave the window.
-    later = await b.rate_limiter(BUCKET, MAX_CALLS, PERIOD).take()
+    later = await limiter_on(b, BUCKET, MAX_CALLS, PERIOD).take()
     assert later - min(first) >= PERIOD
 
 
 async def test_buckets_are_independent(replicas: tuple[PostgresLedger, PostgresLedger]) -> None:
     a, b = replicas
     moments = {
-        bucket: [await replica.rate_limiter(bucket, MAX_CALLS, 60.0).take() for replica in (a, b, a, b)]
+        bucket: [await limiter_on(replica, bucket, MAX_CALLS, 60.0).take() for replica in (a, b, a, b)]
         for bucket in ("status:account-1", "status:account-2", "submit:account-1")
     }
     # Each bucket got its full allowance at once: a shared bucket would have made the fifth call wait a minute.
@@ -96,7 +103,7 @@ async def test_calls_that_left_the_window_are_pruned(
     replicas: tuple[PostgresLedger, PostgresLedger], postgres_url: str
 ) -> None:
     a, _ = replicas
-    limiter = a.rate_limiter(BUCKET, 2, 0.2)
+    limiter = limiter_on(a, BUCKET, 2, 0.2)
     for _ in range(12):
         await limiter.acquire()
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
@@ -108,7 +115,7 @@ async def test_without_the_database_each_process_still_keeps_to_the_limit(
     replicas: tuple[PostgresLedger, PostgresLedger], postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, _ = replicas
-    limiter = a.rate_limiter(BUCKET, 2, 0.5)
+    limiter = limiter_on(a, BUCKET, 2, 0.5)
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
         await admin.execute("ALTER TABLE musicgpt_mcp_rate_calls RENAME TO musicgpt_mcp_rate_calls_gone")
     began = time.monotonic()
@@ -117,6 +124,15 @@ async def test_without_the_database_each_process_still_keeps_to_the_limit(
     # The third and the fifth call each waited for a window to slide (in-process clock, so a lower bound only).
     assert time.monotonic() - began >= 2 * 0.5
     assert sum("cannot be checked in the database" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_ledger_of_one_machine_shares_no_limiter(tmp_path: Path) -> None:
+    """SQLite is one machine's: each process keeps its own count (accounts.py falls back to RateLimiter)."""
+    ledger = await open_ledger(tmp_path / "state")
+    try:
+        assert shared_limiter(ledger, BUCKET, MAX_CALLS, PERIOD) is None
+    finally:
+        await ledger.close()
 
 
 def test_a_limit_must_allow_something() -> None:

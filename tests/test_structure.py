@@ -87,7 +87,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the client package and the ledger engines are being split")
 def test_no_import_cycle_lazy_imports_included() -> None:
     trees = {path: ast.parse(path.read_text()) for path in modules()}
     known = {name_of(path) for path in trees}
@@ -97,7 +96,7 @@ def test_no_import_cycle_lazy_imports_included() -> None:
     assert cycles(graph) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the client package and the ledger engines are being split")
+@pytest.mark.xfail(strict=True, reason="issue 22: the client package is being split")
 def test_functions_and_modules_are_small() -> None:
     too_long: list[str] = []
     for path in modules():
@@ -148,7 +147,6 @@ def _code_lines(path: Path) -> list[str]:
     return kept
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the client package and the ledger engines are being split")
 @pytest.mark.parametrize(("one", "other"), [("ledger/sqlite.py", "ledger/postgres.py")])
 def test_the_ledger_engines_share_no_run_of_six_lines(one: str, other: str) -> None:
     """What both engines do alike is written once (the shared SQL and row codec); each keeps its dialect."""

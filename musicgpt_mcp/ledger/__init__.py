@@ -1,9 +1,22 @@
-"""The job ledger: a durable record of every paid job, so none is paid for twice by accident."""
+"""The job ledger: a durable record of every paid job, so none is paid for twice by accident.
+
+The rooms: `base.py` holds what the ledger remembers (Job, JobRequest, ...) and the `Ledger` interface;
+`rules.py` the money rules every engine applies; `errors.py` LedgerError, whose `explained()` is the one text
+for "the ledger cannot be used". Two engines implement the interface, `sqlite.py` (one machine) and
+`postgres.py` (replicas sharing a database), each keeping only its dialect, connections and locking: the SQL
+they share is `sql.py`'s, the row codec `codec.py`'s. For PostgreSQL, `locks.py` holds the advisory lock keys,
+`postgres_url.py` reads the database URL, and `postgres_ratelimit.py` counts MusicGPT's per-key rate limits in
+the database, made by `shared_limiter` here.
+
+An engine is imported only when a ledger is opened (state.LedgerHandle opens it on first use), so start-up
+never pays for psycopg.
+"""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -14,14 +27,12 @@ from .base import (
     Accepted,
     Claimed,
     ClaimResult,
-    DatabaseLedgerError,
     Download,
     FileKey,
     InFlight,
     Job,
     JobRequest,
     Ledger,
-    LedgerError,
     LimitReached,
     Policy,
     Reused,
@@ -30,6 +41,10 @@ from .base import (
     Unknown,
     iso,
 )
+from .errors import DatabaseLedgerError, LedgerError
+
+if TYPE_CHECKING:
+    from ..ratelimit import Limiter
 
 
 async def open_ledger(state_dir: Path, database_url: str | None = None) -> Ledger:
@@ -51,6 +66,20 @@ async def open_ledger(state_dir: Path, database_url: str | None = None) -> Ledge
     from .postgres import open_postgres_ledger
 
     return await open_postgres_ledger(database_url)
+
+
+def shared_limiter(ledger: Ledger, bucket: str, max_calls: int, period: float) -> Limiter | None:
+    """At most `max_calls` calls in any `period` seconds for `bucket` (an account and a kind of call, never a key),
+    counted in `ledger`'s PostgreSQL database so that every replica sharing it keeps to the limit in sum; or None
+    when the ledger is this machine's alone (then each process keeps its own count)."""
+    if ledger.kind != "postgresql":
+        return None  # checked first: a SQLite user need not have psycopg
+    from .postgres import PostgresLedger
+    from .postgres_ratelimit import PostgresRateLimiter
+
+    if not isinstance(ledger, PostgresLedger):
+        return None
+    return PostgresRateLimiter(ledger.pool, bucket, max_calls, period)
 
 
 __all__ = [
@@ -76,4 +105,5 @@ __all__ = [
     "Unknown",
     "iso",
     "open_ledger",
+    "shared_limiter",
 ]

@@ -1,4 +1,6 @@
-"""What the ledger remembers, and the decisions it makes atomically. No storage engine in here.
+"""What the ledger remembers (jobs, requests, replies, downloads, file keys), the `Ledger` interface both engines
+implement, the windows and limits its rules use, and how a text is made storable. No storage engine, no rule and
+no SQL in here: the rules are rules.py's, the SQL sql.py's.
 
 A job row goes through: `submitting` (claimed; the paid POST may be in flight) -> `submitted`
 (MusicGPT accepted it; it has a task_id) or `unknown` (the POST may have reached MusicGPT, but no
@@ -7,19 +9,12 @@ reply says so). A submit that certainly did not charge (nothing sent, or refused
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Final, Literal, Protocol
-
-from ..contract import assumed_credits
-from ..failures import Failure
-
-if TYPE_CHECKING:
-    from ..ratelimit import Limiter
+from typing import Final, Literal, Protocol
 
 State = Literal["submitting", "submitted", "unknown"]
 SourceKind = Literal["file", "url"]
@@ -41,31 +36,11 @@ HEARTBEAT: Final = 5.0
 # How long a spent consent answer is remembered: far past the 600 s for which the sealed state carrying it is
 # valid, so it cannot be spent twice.
 ANSWER_MEMORY: Final = DAY
-
-
-class LedgerError(Failure):
-    """The ledger cannot be used. The message says why; `explained()` is the one text every tool and resource
-    gives for it, with what the operator does about it for the store in use."""
-
-    # A PostgreSQL ledger (MUSICGPT_MCP_DATABASE_URL) rather than the state folder's SQLite file.
-    database: ClassVar[bool] = False
-
-    def explained(self) -> str:
-        if self.database:
-            fix = (
-                "Check that the PostgreSQL database in MUSICGPT_MCP_DATABASE_URL is up and reachable and the user may "
-                "use it; the server tries again on the next call."
-            )
-        else:
-            fix = "Set MUSICGPT_MCP_STATE_DIR in the server's environment to a folder this server can write, then restart it."
-        return (
-            f"The job ledger, which keeps the user from paying twice for the same job, cannot be used ({self}). "
-            f"{fix} Nothing was submitted, and no paid job will be until it can."
-        )
-
-
-class DatabaseLedgerError(LedgerError):
-    database = True
+# The note a dead claim gets when another call finds it.
+DEAD_CLAIM_NOTE: Final = "the server stopped while it was submitting this job"
+# The largest ETA stored: MusicGPT's reply is not ours to trust, and an absurd number must not stop a
+# paid job from being recorded (68 years is "unknown" for any purpose).
+MAX_ETA: Final = 2**31 - 1
 
 
 def iso(epoch: float) -> str:
@@ -306,86 +281,9 @@ class Ledger(Protocol):
 
     async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None: ...
 
-    def rate_limiter(self, bucket: str, max_calls: int, period: float) -> Limiter | None:
-        """A limiter every replica sharing this store counts in, or None when the store is this machine's
-        alone (then each process keeps its own count)."""
-        ...
-
     async def cached_fingerprint(self, key: FileKey) -> str | None: ...
 
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None: ...
-
-
-# --- the rules every engine applies, on rows it has read under its lock ---------------------------
-
-# The note a dead claim gets when another call finds it.
-DEAD_CLAIM_NOTE: Final = "the server stopped while it was submitting this job"
-# The largest ETA stored: MusicGPT's reply is not ours to trust, and an absurd number must not stop a
-# paid job from being recorded (68 years is "unknown" for any purpose).
-MAX_ETA: Final = 2**31 - 1
-
-
-def lookback(policy: Policy) -> float:
-    """How far back a claim looks for identical jobs: the longest window any rule below needs."""
-    return max(policy.reuse_seconds, UNKNOWN_GUARD, STALE_CLAIM)
-
-
-def is_dead_claim(job: Job, heartbeat_at: float | None, now: float) -> bool:
-    """A claim whose submitter has not said it is alive for STALE_CLAIM: it crashed or was killed."""
-    return job.state == "submitting" and (heartbeat_at is None or heartbeat_at < now - STALE_CLAIM)
-
-
-def as_dead(job: Job) -> Job:
-    """The job as a dead claim is recorded: its outcome is unknown."""
-    return replace(job, state="unknown", note=DEAD_CLAIM_NOTE)
-
-
-def decide_identical(found: Sequence[Job], policy: Policy, now: float) -> Reused | InFlight | Unknown | None:
-    """Reuse, wait for, or refuse because of an identical job; None when none stands in the way.
-
-    `found`: the owner's jobs with the same request submitted since `now - lookback(policy)`, newest
-    first, dead claims already turned into unknown outcomes (`as_dead`). Reuse comes first (it costs
-    nothing), then a submit under way (wait for it), then an unknown outcome (may have been charged)."""
-    if policy.force_new:
-        return None
-    if policy.reuse_seconds > 0:  # 0 turns reuse off, even for a job stamped "now" by a clock ahead of ours
-        for job in found:
-            if job.state == "submitted" and not job.failed and job.submitted_at >= now - policy.reuse_seconds:
-                return Reused(job)
-    for job in found:
-        if job.state == "submitting":
-            return InFlight(job)
-    for job in found:
-        if job.state == "unknown" and job.submitted_at >= now - UNKNOWN_GUARD:
-            return Unknown(job)
-    return None
-
-
-def decide_limits(jobs_last_hour: int, credits_last_day: float, policy: Policy, estimate: float) -> LimitReached | None:
-    """The spending limits, on the owner's chargeable jobs (every state: a claim may be charged). A new job
-    must fit under the credit limit at its estimate: counting it at 0 until MusicGPT replies let eight calls
-    at once past a two-credit limit."""
-    if jobs_last_hour >= policy.max_jobs_per_hour:
-        return LimitReached("jobs", jobs_last_hour, policy.max_jobs_per_hour)
-    limit = policy.max_credits_per_day
-    if limit is not None and credits_last_day + estimate > limit + 1e-9:
-        return LimitReached("credits", credits_last_day, limit, estimate)
-    return None
-
-
-def estimate_credits(recent_costs: Sequence[float], request: JobRequest) -> float:
-    """What a claim counts at until the job's own figure is known: the highest of the last costs seen for the
-    same stems and options, else the documented assumption per stem and option (contract.py)."""
-    if recent_costs:
-        return max(recent_costs)
-    return assumed_credits(len(request.stems), len(request.options))
-
-
-# How a job counts against the credit limit, in SQL both engines share: MusicGPT's stated cost, else its
-# estimate, else what the claim reserved. Only rows from before reservations existed can fall to 0.
-SPENT: Final = "coalesce(conversion_cost, credit_estimate, reserved, 0)"
-# How many of the last costs for the same stems and options an estimate looks at.
-RECENT_COSTS: Final = 3
 
 
 def storable(text: str) -> str:
@@ -403,23 +301,3 @@ def storable_eta(eta: int) -> int:
 
 def storable_urls(urls: dict[str, str]) -> dict[str, str]:
     return {storable(k): storable(v) for k, v in urls.items()}
-
-
-def signed64(n: int) -> int:
-    """A 64-bit unsigned number (st_dev, st_ino) as the signed one both engines store; one to one."""
-    n &= 2**64 - 1
-    return n - 2**64 if n >= 2**63 else n
-
-
-def dumps_urls(mp3: dict[str, str], wav: dict[str, str]) -> str:
-    return json.dumps({"mp3": mp3, "wav": wav}, separators=(",", ":"))
-
-
-def loads_urls(raw: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    if not raw:
-        return {}, {}
-    try:
-        data = json.loads(raw)
-        return dict(data.get("mp3") or {}), dict(data.get("wav") or {})
-    except (ValueError, AttributeError, TypeError):
-        return {}, {}

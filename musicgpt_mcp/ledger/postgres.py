@@ -3,7 +3,7 @@
 Only imported when a database URL is configured (psycopg is the optional extra `musicgpt-mcp[postgres]`).
 
 Why check-then-claim is atomic across replicas: a claim is one short transaction that first takes a
-transaction-scoped advisory lock on the owner, then reads, decides (base.py's rules, the same as SQLite's)
+transaction-scoped advisory lock on the owner, then reads, decides (rules.py's rules, the same as SQLite's)
 and inserts. The lock is per owner, not per request, because the spending limits count all of an owner's
 jobs: two different songs submitted at one instant through two replicas must not both pass a limit of one
 job an hour. The rows the decision reads are also locked (FOR NO KEY UPDATE), so a submitter recording its
@@ -20,65 +20,39 @@ Migrations are numbered statements, recorded one row per version in `musicgpt_mc
 transaction-scoped advisory lock, so replicas starting together migrate exactly once (the others wait, then
 find the work done). A release must only add to the schema: replicas of the previous release keep running
 on it during a rolling upgrade.
+
+This module holds what only PostgreSQL says: the schema and migrations, the pool and its sessions' settings,
+the locks (their keys are locks.py's), and the statements SQLite words differently. The statements both engines
+run are sql.py's, the values they bind and the rows they read codec.py's, and the database URL is read by
+postgres_url.py. MusicGPT's rate limits shared through this database are postgres_ratelimit.py's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final
 
 import anyio
 import psycopg
 from psycopg import AsyncConnection
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from .base import (
-    ANSWER_MEMORY,
-    DAY,
-    DEAD_CLAIM_NOTE,
-    HOUR,
-    RECENT_COSTS,
-    SPENT,
-    Accepted,
-    Claimed,
-    ClaimResult,
-    DatabaseLedgerError,
-    Download,
-    FileKey,
-    Job,
-    JobRequest,
-    Policy,
-    Spending,
-    StatusUpdate,
-    as_dead,
-    decide_identical,
-    decide_limits,
-    dumps_urls,
-    estimate_credits,
-    is_dead_claim,
-    loads_urls,
-    lookback,
-    signed64,
-    storable,
-    storable_eta,
-    storable_urls,
-)
-
-if TYPE_CHECKING:
-    from .postgres_ratelimit import PostgresRateLimiter
+from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .codec import JOB_COLUMNS, key_values, stored, with_downloads
+from .errors import DatabaseLedgerError
+from .locks import LOCK_MIGRATE, LOCK_OWNER, TAKE, lock_key
+from .postgres_url import Redact, read_url, reason, redactor
+from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
+from .sql import Dialect, Statements
 
 log = logging.getLogger(__name__)
 
-Redact = Callable[[str], str]
+Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
+Connection = AsyncConnection[tuple[Any, ...]]
 
 # Each entry moves the schema one version up. Never edit an entry once released: add one.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -165,13 +139,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-# Advisory locks take two int4 keys: the first is ours alone (so a lock never meets another application's
-# in a shared database), the second names what is locked.
-LOCK_MIGRATE: Final = 0x6D675001
-LOCK_OWNER: Final = 0x6D675002
-LOCK_RATE: Final = 0x6D675003
-
-CONNECT_TIMEOUT: Final = 10  # seconds, unless the URL sets connect_timeout
 # How long a statement waits for a lock (a claim behind another claim of the same owner takes milliseconds),
 # and how long a session may sit in a transaction doing nothing: a replica that hangs mid-claim must not hold
 # an owner's lock for ever.
@@ -180,19 +147,39 @@ IDLE_IN_TRANSACTION_TIMEOUT: Final = "60s"
 POOL_TIMEOUT: Final = 15.0  # seconds to wait for a free connection
 CHECK_TIMEOUT: Final = 5.0  # the same, for a health check
 
-_JOBS: Final = "musicgpt_mcp_jobs"
-_COLUMNS: Final = (
-    "id, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint, "
-    "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note"
+# A job's stems and options are a text[] column, which psycopg maps to and from a list. ILIKE: SQLite's LIKE
+# ignores (ASCII) case, and so must this.
+POSTGRES: Final = Dialect(prefix="musicgpt_mcp_", mark="%s", like="ILIKE", store_texts=list, load_texts=list)
+SQL: Final = Statements(POSTGRES)
+# What only PostgreSQL says: RETURNING, row locks, upserts, aggregates with FILTER, arrays.
+RETURNING_ID: Final = " RETURNING id"
+RETURNING_JOB: Final = f" RETURNING {JOB_COLUMNS}"
+ROW_LOCK: Final = " FOR NO KEY UPDATE"
+SPEND_ANSWER: Final = POSTGRES.render("INSERT INTO {answers} (token, spent_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+USAGE: Final = POSTGRES.render(  # (an hour ago, owner, a day ago)
+    "SELECT count(*) FILTER (WHERE submitted_at >= ?), coalesce(sum({spent}), 0) FROM {jobs} "
+    "WHERE owner = ? AND {chargeable} AND submitted_at >= ?"
 )
-_CHARGEABLE: Final = "state IN ('submitting', 'submitted', 'unknown')"
+SPENDING: Final = POSTGRES.render(  # (an hour ago, a day ago, owner, 30 days ago)
+    "SELECT count(*) FILTER (WHERE submitted_at >= ?), coalesce(sum({spent}) FILTER (WHERE submitted_at >= ?), 0), "
+    "coalesce(sum({spent}), 0) FROM {jobs} WHERE owner = ? AND {chargeable} AND submitted_at >= ?"
+)
+DOWNLOADS_OF: Final = POSTGRES.render(
+    "SELECT {download_columns} FROM {downloads} WHERE job_id = ANY(?) ORDER BY at, id"
+)
+# Keyed by host too: device and inode numbers mean nothing on another machine.
+FINGERPRINT: Final = POSTGRES.render(
+    "SELECT sha256 FROM {fingerprints} "
+    "WHERE host = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ?"
+)
+REMEMBER_FINGERPRINT: Final = POSTGRES.render(
+    "INSERT INTO {fingerprints} (host, dev, ino, size, mtime_ns, ctime_ns, sha256) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, dev, ino) DO UPDATE "
+    "SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+    "sha256 = excluded.sha256"
+)
 # Which machine this process runs on, for the fingerprint cache.
 _HOST: Final = socket.gethostname()
-
-
-def lock_key(text: str) -> int:
-    """A stable int4 for an advisory lock's second key (a collision only makes two keys wait for each other)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:4], "big", signed=True)
 
 
 # --- opening ----------------------------------------------------------------------------------------------
@@ -201,14 +188,14 @@ def lock_key(text: str) -> int:
 async def open_postgres_ledger(url: str, *, max_connections: int = 10) -> PostgresLedger:
     """Connect, migrate the schema if needed, and open a connection pool. LedgerError says why not, in words
     that never contain the password."""
-    conninfo, where = _conninfo(url)
-    redact = _redactor(url)
+    conninfo, where = read_url(url)
+    redact = redactor(url)
     try:
         async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await _migrate(conn, where)
     except psycopg.Error as exc:
-        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
-    pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(reason(exc))}") from None
+    pool: Pool = AsyncConnectionPool(
         conninfo,
         kwargs={"autocommit": True},
         min_size=1,
@@ -224,73 +211,8 @@ async def open_postgres_ledger(url: str, *, max_connections: int = 10) -> Postgr
         await pool.open(wait=True, timeout=POOL_TIMEOUT)
     except psycopg.Error as exc:
         await pool.close()
-        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(_reason(exc))}") from None
+        raise DatabaseLedgerError(f"cannot use the database {where}: {redact(reason(exc))}") from None
     return PostgresLedger(pool, where, redact)
-
-
-def _conninfo(url: str) -> tuple[str, str]:
-    """The connection string to use (with our defaults where the URL sets none), and a password-free name."""
-    if not url.strip():
-        raise DatabaseLedgerError("the database URL is empty; expected postgresql://user:password@host:port/database")
-    scheme = url.split("://", 1)[0].lower() if "://" in url else None
-    if scheme is not None and scheme not in ("postgresql", "postgres"):
-        raise DatabaseLedgerError(
-            f"the database URL starts with {scheme}://, which is not PostgreSQL; expected "
-            "postgresql://user:password@host:port/database"
-        )
-    try:
-        params = conninfo_to_dict(url)
-        extra: dict[str, Any] = {}
-        if "connect_timeout" not in params:
-            extra["connect_timeout"] = CONNECT_TIMEOUT
-        if "application_name" not in params:
-            extra["application_name"] = "musicgpt-mcp"
-        conninfo = make_conninfo(url, **extra)
-    except psycopg.Error as exc:
-        raise DatabaseLedgerError(
-            f"the database URL cannot be read ({_redactor(url)(_reason(exc))}); expected "
-            "postgresql://user:password@host:port/database"
-        ) from None
-    user = params.get("user") or "(default user)"
-    host = params.get("host") or params.get("hostaddr") or "(default host)"
-    port = params.get("port") or "5432"
-    dbname = params.get("dbname") or "(default database)"
-    return conninfo, f"postgresql://{user}@{host}:{port}/{dbname}"
-
-
-def _redactor(url: str) -> Redact:
-    """A function that removes every form of the URL's password (and the URL itself) from a text."""
-    secrets: set[str] = set()
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        secrets |= {password, unquote(password)}
-    for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)", url, re.IGNORECASE):
-        value = match.group(1).strip("'")
-        secrets |= {value, unquote(value)}
-    try:
-        found = conninfo_to_dict(url).get("password")
-        if found:
-            secrets.add(str(found))
-    except psycopg.Error:
-        pass
-    ordered = sorted((s for s in secrets if s), key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        text = text.replace(url, "(the database URL)")
-        for secret in ordered:
-            text = text.replace(secret, "***")
-        return text
-
-    return redact
-
-
-def _reason(exc: BaseException) -> str:
-    """An error's own words on one line (libpq's have several: one per address tried, and hints)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(lines) or type(exc).__name__
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -304,7 +226,7 @@ async def _migrate(conn: AsyncConnection[Any], where: str) -> None:
     await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
     async with conn.transaction():
         # Replicas starting together queue here; the first migrates, the rest find the version current.
-        await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_MIGRATE,))
+        await conn.execute(TAKE, (LOCK_MIGRATE, 0))
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS musicgpt_mcp_schema ("
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -326,12 +248,9 @@ async def _migrate(conn: AsyncConnection[Any], where: str) -> None:
 
 
 class PostgresLedger:
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]],
-        where: str,
-        redact: Redact | None = None,
-    ) -> None:
+    """The Ledger on a pool of READ COMMITTED sessions; `pool` is also what a shared rate limiter counts in."""
+
+    def __init__(self, pool: Pool, where: str, redact: Redact | None = None) -> None:
         self.pool = pool
         self.where = where
         self.kind = "postgresql"
@@ -346,43 +265,24 @@ class PostgresLedger:
             await conn.execute("SELECT 1")
 
     @asynccontextmanager
-    async def _connection(self, wait: float | None = None) -> AsyncIterator[AsyncConnection[tuple[Any, ...]]]:
+    async def _connection(self, wait: float | None = None) -> AsyncIterator[Connection]:
         try:
             async with self.pool.connection(timeout=wait) as conn:
                 yield conn
         except psycopg.Error as exc:
             raise DatabaseLedgerError(
-                f"the ledger {self.where} could not be used: {self._redact(_reason(exc))}"
+                f"the ledger {self.where} could not be used: {self._redact(reason(exc))}"
             ) from None
 
     # --- the paid path ----------------------------------------------------------------------------------
 
     async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
         async with self._connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_OWNER, lock_key(storable(request.owner))))
+            await conn.execute(TAKE, (LOCK_OWNER, lock_key(*stored(request.owner))))
             decided, reserved = await _decide(conn, request, policy, now, write=True)
             if decided is not None:
                 return decided
-            cursor = await conn.execute(
-                f"INSERT INTO {_JOBS} (owner, account, state, submitted_at, heartbeat_at, source_kind, source_name, "
-                "fingerprint, stems, stems_key, options, options_key, reserved) "
-                "VALUES (%s, %s, 'submitting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (
-                    storable(request.owner),
-                    storable(request.account),
-                    now,
-                    now,
-                    request.source_kind,
-                    storable(request.source_name),
-                    storable(request.fingerprint),
-                    [storable(s) for s in request.stems],
-                    storable(request.stems_key),
-                    [storable(o) for o in request.options],
-                    storable(request.options_key),
-                    reserved,
-                ),
-            )
-            row = await cursor.fetchone()
+            row = await (await conn.execute(*SQL.claim(request, now, reserved, RETURNING_ID))).fetchone()
             assert row is not None
             return Claimed(int(row[0]))
 
@@ -393,69 +293,42 @@ class PostgresLedger:
 
     async def heartbeat(self, job_id: int, now: float) -> None:
         async with self._connection() as conn:
-            await conn.execute(
-                f"UPDATE {_JOBS} SET heartbeat_at = %s WHERE id = %s AND state = 'submitting'", (now, job_id)
-            )
+            await conn.execute(*SQL.heartbeat(job_id, now))
 
     async def accepted(self, job_id: int, reply: Accepted) -> Job:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"UPDATE {_JOBS} SET state = 'submitted', task_id = %s, conversion_id = %s, eta = %s, "
-                f"credit_estimate = %s, heartbeat_at = NULL WHERE id = %s RETURNING {_COLUMNS}",
-                (
-                    storable(reply.task_id),
-                    storable(reply.conversion_id) if reply.conversion_id is not None else None,
-                    storable_eta(reply.eta),
-                    reply.credit_estimate,
-                    job_id,
-                ),
-            )
-            row = await cursor.fetchone()
+            row = await (await conn.execute(*SQL.accepted(job_id, reply, RETURNING_JOB))).fetchone()
         if row is None:
             raise DatabaseLedgerError(
                 f"the ledger {self.where} could not be used: job {job_id} vanished from the ledger"
             )
-        return _row_job(row)
+        return SQL.job(row)
 
     async def outcome_unknown(self, job_id: int, note: str) -> None:
         async with self._connection() as conn:
-            await conn.execute(
-                f"UPDATE {_JOBS} SET state = 'unknown', note = %s, heartbeat_at = NULL WHERE id = %s",
-                (storable(note[:500]), job_id),
-            )
+            await conn.execute(*SQL.outcome_unknown(job_id, note))
 
     async def release(self, job_id: int) -> None:
         async with self._connection() as conn:
-            await conn.execute(f"DELETE FROM {_JOBS} WHERE id = %s AND state = 'submitting'", (job_id,))
+            await conn.execute(*SQL.release(job_id))
 
     async def spend_answer(self, token: str, now: float) -> bool:
         async with self._connection() as conn, conn.transaction():
-            await conn.execute("DELETE FROM musicgpt_mcp_answers WHERE spent_at < %s", (now - ANSWER_MEMORY,))
-            cursor = await conn.execute(
-                "INSERT INTO musicgpt_mcp_answers (token, spent_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (storable(token), now),
-            )
-            return cursor.rowcount == 1
+            await conn.execute(*SQL.forget_answers(now))
+            return (await conn.execute(SPEND_ANSWER, (*stored(token), now))).rowcount == 1
 
     async def rename_account(self, owner: str, old: str, new: str) -> None:
         async with self._connection() as conn:
-            await conn.execute(
-                f"UPDATE {_JOBS} SET account = %s WHERE owner = %s AND account = %s",
-                (storable(new), storable(owner), old),
-            )
+            await conn.execute(*SQL.rename_account(owner, old, new))
 
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
         async with self._connection() as conn:
             return await _recent_costs(conn, request, limit)
 
     async def spending(self, owner: str, now: float) -> Spending:
+        w = Windows.ending(now)
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT count(*) FILTER (WHERE submitted_at >= %(hour)s), "
-                f"coalesce(sum({SPENT}) FILTER (WHERE submitted_at >= %(day)s), 0), coalesce(sum({SPENT}), 0) "
-                f"FROM {_JOBS} WHERE owner = %(owner)s AND {_CHARGEABLE} AND submitted_at >= %(month)s",
-                {"owner": storable(owner), "hour": now - HOUR, "day": now - DAY, "month": now - 30 * DAY},
-            )
+            cursor = await conn.execute(SPENDING, (w.hour_ago, w.day_ago, *stored(owner), w.month_ago))
             row = await cursor.fetchone()
         assert row is not None
         return Spending(credits_last_day=float(row[1]), credits_last_30_days=float(row[2]), jobs_last_hour=int(row[0]))
@@ -464,81 +337,31 @@ class PostgresLedger:
 
     async def job(self, owner: str, task_id: str) -> Job | None:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT {_COLUMNS} FROM {_JOBS} WHERE owner = %s AND task_id = %s "
-                "ORDER BY submitted_at DESC, id DESC LIMIT 1",
-                (storable(owner), storable(task_id)),
-            )
-            row = await cursor.fetchone()
-            return (await _with_downloads(conn, [_row_job(row)]))[0] if row else None
+            row = await (await conn.execute(*SQL.job_by_task(owner, task_id))).fetchone()
+            return (await _with_downloads(conn, [SQL.job(row)]))[0] if row else None
 
     async def update_status(self, owner: str, task_id: str, update: StatusUpdate, now: float) -> None:
         async with self._connection() as conn:
-            await conn.execute(
-                f"UPDATE {_JOBS} SET status = %(status)s, status_message = %(message)s, "
-                "conversion_cost = coalesce(%(cost)s, conversion_cost), "
-                "finished_at = CASE WHEN %(done)s THEN coalesce(finished_at, %(now)s) ELSE finished_at END, "
-                "stem_urls = CASE WHEN %(has_urls)s THEN %(urls)s ELSE stem_urls END "
-                "WHERE owner = %(owner)s AND task_id = %(task_id)s AND state = 'submitted'",
-                {
-                    "status": storable(update.status),
-                    "message": storable(update.status_message) if update.status_message is not None else None,
-                    "cost": update.conversion_cost,
-                    "done": update.done,
-                    "now": now,
-                    "has_urls": bool(update.mp3_urls or update.wav_urls),
-                    "urls": dumps_urls(storable_urls(update.mp3_urls), storable_urls(update.wav_urls)),
-                    "owner": storable(owner),
-                    "task_id": storable(task_id),
-                },
-            )
+            await conn.execute(*SQL.update_status(owner, task_id, update, now))
 
     async def record_downloads(self, owner: str, task_id: str, files: Sequence[Download]) -> None:
         async with self._connection() as conn, conn.transaction():
-            cursor = await conn.execute(
-                f"SELECT id FROM {_JOBS} WHERE owner = %s AND task_id = %s ORDER BY submitted_at DESC, id DESC LIMIT 1",
-                (storable(owner), storable(task_id)),
-            )
-            row = await cursor.fetchone()
+            row = await (await conn.execute(*SQL.job_id_by_task(owner, task_id))).fetchone()
             if row is None or not files:
                 return
             async with conn.cursor() as insert:
-                await insert.executemany(
-                    "INSERT INTO musicgpt_mcp_downloads (job_id, stem, path, format, bytes, at, sha256) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at, f.sha256)
-                        for f in files
-                    ],
-                )
+                await insert.executemany(*SQL.add_downloads(row[0], files))
 
     async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]:
-        where, args = ["owner = %s"], [storable(owner)]
-        if status is not None:
-            clause, extra = _status_clause(status)
-            where.append(clause)
-            args += extra
-        if query:
-            escaped = storable(query).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            # ILIKE: SQLite's LIKE ignores (ASCII) case, and so must this.
-            where.append("source_name ILIKE %s ESCAPE '\\'")
-            args.append(f"%{escaped}%")
+        listing = SQL.listing(owner, limit, status, query)
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT {_COLUMNS} FROM {_JOBS} WHERE {' AND '.join(where)} "
-                "ORDER BY submitted_at DESC, id DESC LIMIT %s",
-                (*args, max(limit, 0)),
-            )
-            return await _with_downloads(conn, [_row_job(r) for r in await cursor.fetchall()])
+            rows = await (await conn.execute(*listing)).fetchall()
+            return await _with_downloads(conn, [SQL.job(r) for r in rows])
 
     async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT d.path FROM musicgpt_mcp_downloads d JOIN {_JOBS} j ON j.id = d.job_id "
-                "WHERE j.owner = %s AND j.task_id = %s AND d.stem = %s AND d.format = %s ORDER BY d.at DESC, d.id DESC",
-                (storable(owner), storable(task_id), storable(stem), storable(fmt)),
-            )
-            paths = [Path(r[0]) for r in await cursor.fetchall()]
+            rows = await (await conn.execute(*SQL.saved_paths(owner, task_id, stem, fmt))).fetchall()
+        paths = [Path(r[0]) for r in rows]
 
         def first_present() -> Path | None:
             # The newest record whose file is still there (a user may have moved or deleted files since).
@@ -550,149 +373,40 @@ class PostgresLedger:
 
     async def cached_fingerprint(self, key: FileKey) -> str | None:
         async with self._connection() as conn:
-            cursor = await conn.execute(
-                "SELECT sha256 FROM musicgpt_mcp_fingerprints "
-                "WHERE host = %s AND dev = %s AND ino = %s AND size = %s AND mtime_ns = %s AND ctime_ns = %s",
-                (storable(_HOST), signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns),
-            )
-            row = await cursor.fetchone()
+            row = await (await conn.execute(FINGERPRINT, (*stored(_HOST), *key_values(key)))).fetchone()
             return str(row[0]) if row else None
 
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None:
         async with self._connection() as conn:
-            await conn.execute(
-                "INSERT INTO musicgpt_mcp_fingerprints (host, dev, ino, size, mtime_ns, ctime_ns, sha256) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (host, dev, ino) DO UPDATE "
-                "SET size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
-                "sha256 = excluded.sha256",
-                (
-                    storable(_HOST),
-                    signed64(key.dev),
-                    signed64(key.ino),
-                    key.size,
-                    key.mtime_ns,
-                    key.ctime_ns,
-                    storable(digest),
-                ),
-            )
-
-    # --- MusicGPT's per-account rate limits, shared by the replicas --------------------------------------
-
-    def rate_limiter(self, bucket: str, max_calls: int, period: float) -> PostgresRateLimiter:
-        """A PostgresRateLimiter on this ledger's pool (see postgres_ratelimit.py)."""
-        from .postgres_ratelimit import PostgresRateLimiter
-
-        return PostgresRateLimiter(self.pool, bucket, max_calls, period)
+            await conn.execute(REMEMBER_FINGERPRINT, (*stored(_HOST), *key_values(key), *stored(digest)))
 
 
-async def _recent_costs(conn: AsyncConnection[tuple[Any, ...]], request: JobRequest, limit: int) -> list[float]:
-    cursor = await conn.execute(
-        f"SELECT coalesce(conversion_cost, credit_estimate) FROM {_JOBS} WHERE owner = %s AND account = %s "
-        "AND stems_key = %s AND options_key = %s AND state = 'submitted' "
-        "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC, id DESC "
-        "LIMIT %s",
-        (
-            storable(request.owner),
-            storable(request.account),
-            storable(request.stems_key),
-            storable(request.options_key),
-            max(limit, 0),
-        ),
-    )
-    return [float(r[0]) for r in await cursor.fetchall()]
+async def _recent_costs(conn: Connection, request: JobRequest, limit: int) -> list[float]:
+    return [float(r[0]) for r in await (await conn.execute(*SQL.recent_costs(request, limit))).fetchall()]
 
 
 async def _decide(
-    conn: AsyncConnection[tuple[Any, ...]], request: JobRequest, policy: Policy, now: float, *, write: bool
+    conn: Connection, request: JobRequest, policy: Policy, now: float, *, write: bool
 ) -> tuple[ClaimResult | None, float]:
-    """Reuse, wait, refuse, or None: submit (the rules are base.py's), and what a new claim counts at. With
+    """Reuse, wait, refuse, or None: submit (the rules are rules.py's), and what a new claim counts at. With
     `write` (under the owner's lock), the rows read are locked, and dead claims found on the way are recorded
     as unknown outcomes."""
-    owner = storable(request.owner)
     estimate = estimate_credits(await _recent_costs(conn, request, RECENT_COSTS), request)
     if not policy.force_new:
-        cursor = await conn.execute(
-            f"SELECT {_COLUMNS}, heartbeat_at FROM {_JOBS} WHERE owner = %s AND account = %s AND fingerprint = %s "
-            "AND stems_key = %s AND options_key = %s AND submitted_at >= %s ORDER BY submitted_at DESC, id DESC"
-            + (" FOR NO KEY UPDATE" if write else ""),
-            (
-                owner,
-                storable(request.account),
-                storable(request.fingerprint),
-                storable(request.stems_key),
-                storable(request.options_key),
-                now - lookback(policy),
-            ),
-        )
-        found: list[Job] = []
-        for row in await cursor.fetchall():
-            job = _row_job(row[:-1])
-            if is_dead_claim(job, row[-1], now):
-                if write:
-                    await conn.execute(
-                        f"UPDATE {_JOBS} SET state = 'unknown', note = %s WHERE id = %s", (DEAD_CLAIM_NOTE, job.id)
-                    )
-                job = as_dead(job)
-            found.append(job)
+        same = SQL.same_request(request, now - lookback(policy), ROW_LOCK if write else "")
+        found, dead = sift_identical(SQL.identical(await (await conn.execute(*same)).fetchall()), now)
+        for job_id in dead if write else ():
+            await conn.execute(*SQL.mark_dead(job_id))
         decided = decide_identical(found, policy, now)
         if decided is not None:
             return decided, estimate
-    cursor = await conn.execute(
-        f"SELECT count(*) FILTER (WHERE submitted_at >= %(hour)s), coalesce(sum({SPENT}), 0) FROM {_JOBS} "
-        f"WHERE owner = %(owner)s AND {_CHARGEABLE} AND submitted_at >= %(day)s",
-        {"owner": owner, "hour": now - HOUR, "day": now - DAY},
-    )
-    usage = await cursor.fetchone()
+    w = Windows.ending(now)
+    usage = await (await conn.execute(USAGE, (w.hour_ago, *stored(request.owner), w.day_ago))).fetchone()
     assert usage is not None
     return decide_limits(int(usage[0]), float(usage[1]), policy, estimate), estimate
 
 
-def _status_clause(status: str) -> tuple[str, list[Any]]:
-    if status == "OUTCOME_UNKNOWN":
-        return "state = 'unknown'", []
-    if status == "SUBMITTED":
-        return "state = 'submitted' AND status IS NULL", []
-    return "state = 'submitted' AND status = %s", [storable(status)]
-
-
-def _row_job(row: Sequence[Any]) -> Job:
-    (id_, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint) = row[:10]
-    (stems, options, eta, credit, status, message, cost, finished, urls, note) = row[10:20]
-    mp3, wav = loads_urls(urls)
-    return Job(
-        id=int(id_),
-        owner=owner,
-        account=account,
-        state=state,
-        task_id=task_id,
-        conversion_id=conversion_id,
-        submitted_at=float(submitted_at),
-        source_kind=source_kind,
-        source_name=source_name,
-        fingerprint=fingerprint,
-        stems=tuple(stems),
-        options=tuple(options),
-        eta=eta,
-        credit_estimate=credit,
-        status=status,
-        status_message=message,
-        conversion_cost=cost,
-        finished_at=finished,
-        mp3_urls=mp3,
-        wav_urls=wav,
-        note=note,
-    )
-
-
-async def _with_downloads(conn: AsyncConnection[tuple[Any, ...]], jobs: list[Job]) -> list[Job]:
+async def _with_downloads(conn: Connection, jobs: list[Job]) -> list[Job]:
     if not jobs:
         return jobs
-    cursor = await conn.execute(
-        "SELECT job_id, stem, path, format, bytes, at, sha256 FROM musicgpt_mcp_downloads WHERE job_id = ANY(%s) "
-        "ORDER BY at, id",
-        ([j.id for j in jobs],),
-    )
-    found: dict[int, list[Download]] = {}
-    for job_id, stem, path, fmt, size, at, sha256 in await cursor.fetchall():
-        found.setdefault(int(job_id), []).append(Download(stem, path, fmt, int(size), float(at), sha256))
-    return [replace(j, downloads=tuple(found.get(j.id, ()))) for j in jobs]
+    return with_downloads(jobs, await (await conn.execute(DOWNLOADS_OF, ([j.id for j in jobs],))).fetchall())

@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..ratelimit import Limiter, RateLimiter
-from .postgres import LOCK_RATE, lock_key
+from .locks import LOCK_RATE, TAKE, lock_key
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class PostgresRateLimiter:
     """At most `max_calls` calls in any `period` seconds for `bucket`, counted across every process that uses
     the same database. `acquire()` has RateLimiter's contract: wait until one more call fits, then count it.
 
-    Make it with `PostgresLedger.rate_limiter()`: the ledger's pool runs READ COMMITTED, which the count after
-    the lock relies on (a snapshot from before the wait would miss the calls just counted elsewhere)."""
+    Make it with `ledger.shared_limiter()`, on a PostgresLedger's pool: that pool runs READ COMMITTED, which the
+    count after the lock relies on (a snapshot from before the wait would miss the calls just counted elsewhere)."""
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class PostgresRateLimiter:
     async def _attempt(self) -> tuple[float | None, float]:
         """(when the call was counted, 0) if it fits now, else (None, seconds until the oldest call leaves)."""
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_RATE, lock_key(self.bucket)))
+            await conn.execute(TAKE, (LOCK_RATE, lock_key(self.bucket)))
             # clock_timestamp(), not now(): the time after the lock was granted, not when the transaction began.
             row = await (await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")).fetchone()
             assert row is not None

@@ -5,6 +5,10 @@ switching to WAL, or the switch itself can fail on a busy file) makes a second p
 instead of failing; `BEGIN IMMEDIATE` takes the write lock before reading, so check-then-claim is
 one atomic step across processes. Every call runs in a worker thread: a blocked lock must never
 freeze the event loop.
+
+This module holds what only SQLite says: its file (created private, moved aside when damaged), its schema and
+migrations, its transactions, and the few statements PostgreSQL words differently. The statements both engines
+run are sql.py's, and the values they bind and the rows they read are codec.py's.
 """
 
 from __future__ import annotations
@@ -18,41 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import anyio
 
-from .base import (
-    ANSWER_MEMORY,
-    DAY,
-    DEAD_CLAIM_NOTE,
-    HOUR,
-    RECENT_COSTS,
-    SPENT,
-    Accepted,
-    Claimed,
-    ClaimResult,
-    Download,
-    FileKey,
-    Job,
-    JobRequest,
-    LedgerError,
-    Policy,
-    Spending,
-    StatusUpdate,
-    as_dead,
-    decide_identical,
-    decide_limits,
-    dumps_urls,
-    estimate_credits,
-    is_dead_claim,
-    loads_urls,
-    lookback,
-    signed64,
-    storable,
-    storable_eta,
-    storable_urls,
-)
+from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .codec import key_values, stored, with_downloads
+from .errors import LedgerError
+from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
+from .sql import Dialect, Statements
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +113,26 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 T = TypeVar("T")
 
-_COLUMNS: Final = (
-    "id, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint, "
-    "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note"
+# A job's stems and options are a JSON array in a TEXT column; LIKE ignores ASCII case.
+SQLITE: Final = Dialect(prefix="", mark="?", like="LIKE", store_texts=json.dumps, load_texts=json.loads)
+SQL: Final = Statements(SQLITE)
+# What only SQLite says: its upserts, and an owner's usage one window at a time.
+JOB_BY_ID: Final = SQLITE.render("SELECT {columns} FROM {jobs} WHERE id = ?")
+SPEND_ANSWER: Final = SQLITE.render("INSERT OR IGNORE INTO {answers} (token, spent_at) VALUES (?, ?)")
+JOBS_SINCE: Final = SQLITE.render("SELECT count(*) FROM {jobs} WHERE owner = ? AND {chargeable} AND submitted_at >= ?")
+SPENT_SINCE: Final = SQLITE.render(
+    "SELECT coalesce(sum({spent}), 0) FROM {jobs} WHERE owner = ? AND {chargeable} AND submitted_at >= ?"
 )
-# Jobs that may have cost money (everything but a claim that is still in the air... which may too).
-_CHARGEABLE: Final = "state IN ('submitting', 'submitted', 'unknown')"
+# {marks}: one ? a job, filled in per call.
+DOWNLOADS_OF: Final = SQLITE.render(
+    "SELECT {download_columns} FROM {downloads} WHERE job_id IN ({{marks}}) ORDER BY at, id"
+)
+FINGERPRINT: Final = (
+    "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ?"
+)
+REMEMBER_FINGERPRINT: Final = (
+    "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def open_sqlite_ledger(state_dir: Path) -> SQLiteLedger:
@@ -235,7 +227,21 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction that holds the file's write lock from its first read (check-then-claim)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SQLiteLedger:
+    """The Ledger on one SQLite connection, which one worker thread at a time uses."""
+
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self._lock = threading.Lock()
@@ -245,9 +251,6 @@ class SQLiteLedger:
 
     async def close(self) -> None:
         await self._run(lambda c: c.close())
-
-    def rate_limiter(self, bucket: str, max_calls: int, period: float) -> None:
-        return None  # one machine: each process's own limiter suffices
 
     async def check(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
@@ -262,118 +265,62 @@ class SQLiteLedger:
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.path} could not be used: {exc}") from None
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
     # --- the paid path ----------------------------------------------------------------------
 
     async def claim(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
         def run(conn: sqlite3.Connection) -> ClaimResult:
-            with self._write(conn):
+            with _write(conn):
                 decided, reserved = _decide(conn, request, policy, now, write=True)
                 if decided is not None:
                     return decided
-                cursor = conn.execute(
-                    "INSERT INTO jobs (owner, account, state, submitted_at, heartbeat_at, source_kind, source_name, "
-                    "fingerprint, stems, stems_key, options, options_key, reserved) "
-                    "VALUES (?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        storable(request.owner),
-                        storable(request.account),
-                        now,
-                        now,
-                        request.source_kind,
-                        storable(request.source_name),
-                        storable(request.fingerprint),
-                        json.dumps([storable(s) for s in request.stems]),
-                        storable(request.stems_key),
-                        json.dumps([storable(o) for o in request.options]),
-                        storable(request.options_key),
-                        reserved,
-                    ),
-                )
-                return Claimed(int(cursor.lastrowid or 0))
+                return Claimed(int(conn.execute(*SQL.claim(request, now, reserved)).lastrowid or 0))
 
         return await self._run(run)
 
     async def preview(self, request: JobRequest, policy: Policy, now: float) -> ClaimResult:
         """What `claim` would decide now, without claiming (Claimed(0): it would submit)."""
-
-        def run(conn: sqlite3.Connection) -> ClaimResult:
-            return _decide(conn, request, policy, now, write=False)[0] or Claimed(0)
-
-        return await self._run(run)
+        return await self._run(lambda conn: _decide(conn, request, policy, now, write=False)[0] or Claimed(0))
 
     async def heartbeat(self, job_id: int, now: float) -> None:
-        await self._run(
-            lambda c: c.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND state = 'submitting'", (now, job_id))
-        )
+        await self._run(lambda c: c.execute(*SQL.heartbeat(job_id, now)))
 
     async def accepted(self, job_id: int, reply: Accepted) -> Job:
         def run(conn: sqlite3.Connection) -> Job:
-            with self._write(conn):
-                conn.execute(
-                    "UPDATE jobs SET state = 'submitted', task_id = ?, conversion_id = ?, eta = ?, "
-                    "credit_estimate = ?, heartbeat_at = NULL WHERE id = ?",
-                    (
-                        storable(reply.task_id),
-                        storable(reply.conversion_id) if reply.conversion_id is not None else None,
-                        storable_eta(reply.eta),
-                        reply.credit_estimate,
-                        job_id,
-                    ),
-                )
-                return _job(conn, job_id)
+            with _write(conn):
+                conn.execute(*SQL.accepted(job_id, reply))
+                row = conn.execute(JOB_BY_ID, (job_id,)).fetchone()
+                if row is None:
+                    raise sqlite3.DatabaseError(f"job {job_id} vanished from the ledger")
+                return SQL.job(row)
 
         return await self._run(run)
 
     async def outcome_unknown(self, job_id: int, note: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE jobs SET state = 'unknown', note = ?, heartbeat_at = NULL WHERE id = ?",
-                (storable(note[:500]), job_id),
-            )
-        )
+        await self._run(lambda c: c.execute(*SQL.outcome_unknown(job_id, note)))
 
     async def release(self, job_id: int) -> None:
-        await self._run(lambda c: c.execute("DELETE FROM jobs WHERE id = ? AND state = 'submitting'", (job_id,)))
+        await self._run(lambda c: c.execute(*SQL.release(job_id)))
 
     async def spend_answer(self, token: str, now: float) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
-            with self._write(conn):
-                conn.execute("DELETE FROM answers WHERE spent_at < ?", (now - ANSWER_MEMORY,))
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO answers (token, spent_at) VALUES (?, ?)", (storable(token), now)
-                )
-                return cursor.rowcount == 1
+            with _write(conn):
+                conn.execute(*SQL.forget_answers(now))
+                return conn.execute(SPEND_ANSWER, (*stored(token), now)).rowcount == 1
 
         return await self._run(run)
 
     async def rename_account(self, owner: str, old: str, new: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE jobs SET account = ? WHERE owner = ? AND account = ?", (storable(new), storable(owner), old)
-            )
-        )
+        await self._run(lambda c: c.execute(*SQL.rename_account(owner, old, new)))
 
     async def recent_costs(self, request: JobRequest, limit: int) -> list[float]:
         return await self._run(lambda conn: _recent_costs(conn, request, limit))
 
     async def spending(self, owner: str, now: float) -> Spending:
+        windows = Windows.ending(now)
+
         def run(conn: sqlite3.Connection) -> Spending:
-            jobs, day = _usage(conn, storable(owner), now - HOUR, now - DAY)
-            month = conn.execute(
-                f"SELECT coalesce(sum({SPENT}), 0) FROM jobs WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?",
-                (storable(owner), now - 30 * DAY),
-            ).fetchone()[0]
+            jobs, day = _usage(conn, owner, windows)
+            month = conn.execute(SPENT_SINCE, (*stored(owner), windows.month_ago)).fetchone()[0]
             return Spending(credits_last_day=day, credits_last_30_days=float(month), jobs_last_hour=jobs)
 
         return await self._run(run)
@@ -382,82 +329,34 @@ class SQLiteLedger:
 
     async def job(self, owner: str, task_id: str) -> Job | None:
         def run(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC, id DESC LIMIT 1",
-                (storable(owner), storable(task_id)),
-            ).fetchone()
-            return _with_downloads(conn, [_row_job(row)])[0] if row else None
+            row = conn.execute(*SQL.job_by_task(owner, task_id)).fetchone()
+            return _with_downloads(conn, [SQL.job(row)])[0] if row else None
 
         return await self._run(run)
 
     async def update_status(self, owner: str, task_id: str, update: StatusUpdate, now: float) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            has_urls = bool(update.mp3_urls or update.wav_urls)
-            conn.execute(
-                "UPDATE jobs SET status = ?, status_message = ?, conversion_cost = coalesce(?, conversion_cost), "
-                "finished_at = CASE WHEN ? THEN coalesce(finished_at, ?) ELSE finished_at END, "
-                "stem_urls = CASE WHEN ? THEN ? ELSE stem_urls END "
-                "WHERE owner = ? AND task_id = ? AND state = 'submitted'",
-                (
-                    storable(update.status),
-                    storable(update.status_message) if update.status_message is not None else None,
-                    update.conversion_cost,
-                    update.done,
-                    now,
-                    has_urls,
-                    dumps_urls(storable_urls(update.mp3_urls), storable_urls(update.wav_urls)),
-                    storable(owner),
-                    storable(task_id),
-                ),
-            )
-
-        await self._run(run)
+        await self._run(lambda c: c.execute(*SQL.update_status(owner, task_id, update, now)))
 
     async def record_downloads(self, owner: str, task_id: str, files: Sequence[Download]) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            with self._write(conn):
-                row = conn.execute(
-                    "SELECT id FROM jobs WHERE owner = ? AND task_id = ? ORDER BY submitted_at DESC, id DESC LIMIT 1",
-                    (storable(owner), storable(task_id)),
-                ).fetchone()
-                if row is None:
-                    return
-                conn.executemany(
-                    "INSERT INTO downloads (job_id, stem, path, format, bytes, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (row[0], storable(f.stem), storable(f.path), storable(f.format), f.bytes, f.at, f.sha256)
-                        for f in files
-                    ],
-                )
+            with _write(conn):
+                row = conn.execute(*SQL.job_id_by_task(owner, task_id)).fetchone()
+                if row is not None:
+                    conn.executemany(*SQL.add_downloads(row[0], files))
 
         await self._run(run)
 
     async def jobs(self, owner: str, limit: int, status: str | None, query: str | None) -> list[Job]:
+        listing = SQL.listing(owner, limit, status, query)
+
         def run(conn: sqlite3.Connection) -> list[Job]:
-            where, args = ["owner = ?"], [storable(owner)]
-            if status is not None:
-                clause, extra = _status_clause(status)
-                where.append(clause)
-                args += extra
-            if query:
-                escaped = storable(query).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                where.append("source_name LIKE ? ESCAPE '\\'")
-                args.append(f"%{escaped}%")
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY submitted_at DESC, id DESC LIMIT ?",
-                (*args, max(limit, 0)),
-            ).fetchall()
-            return _with_downloads(conn, [_row_job(r) for r in rows])
+            return _with_downloads(conn, [SQL.job(r) for r in conn.execute(*listing).fetchall()])
 
         return await self._run(run)
 
     async def saved_file(self, owner: str, task_id: str, stem: str, fmt: str) -> Path | None:
         def run(conn: sqlite3.Connection) -> Path | None:
-            rows = conn.execute(
-                "SELECT d.path FROM downloads d JOIN jobs j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
-                "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC",
-                (storable(owner), storable(task_id), storable(stem), storable(fmt)),
-            ).fetchall()
+            rows = conn.execute(*SQL.saved_paths(owner, task_id, stem, fmt)).fetchall()
             # The newest record whose file is still there (a user may have moved or deleted files since).
             return next((Path(r[0]) for r in rows if Path(r[0]).is_file()), None)
 
@@ -467,141 +366,46 @@ class SQLiteLedger:
 
     async def cached_fingerprint(self, key: FileKey) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT sha256 FROM fingerprints WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ?",
-                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns),
-            ).fetchone()
+            row = conn.execute(FINGERPRINT, key_values(key)).fetchone()
             return str(row[0]) if row else None
 
         return await self._run(run)
 
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO fingerprints (dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                (signed64(key.dev), signed64(key.ino), key.size, key.mtime_ns, key.ctime_ns, storable(digest)),
-            )
-        )
+        await self._run(lambda c: c.execute(REMEMBER_FINGERPRINT, (*key_values(key), *stored(digest))))
 
 
 def _recent_costs(conn: sqlite3.Connection, request: JobRequest, limit: int) -> list[float]:
-    rows = conn.execute(
-        "SELECT coalesce(conversion_cost, credit_estimate) FROM jobs WHERE owner = ? AND account = ? "
-        "AND stems_key = ? AND options_key = ? AND state = 'submitted' "
-        "AND coalesce(conversion_cost, credit_estimate) IS NOT NULL ORDER BY submitted_at DESC, id DESC LIMIT ?",
-        (
-            storable(request.owner),
-            storable(request.account),
-            storable(request.stems_key),
-            storable(request.options_key),
-            max(limit, 0),  # SQLite reads a negative LIMIT as "no limit"
-        ),
-    ).fetchall()
-    return [float(r[0]) for r in rows]
+    return [float(r[0]) for r in conn.execute(*SQL.recent_costs(request, limit)).fetchall()]
 
 
 def _decide(
     conn: sqlite3.Connection, request: JobRequest, policy: Policy, now: float, *, write: bool
 ) -> tuple[ClaimResult | None, float]:
-    """Reuse, wait, refuse, or None: submit (the rules are base.py's), and what a new claim counts at. With
+    """Reuse, wait, refuse, or None: submit (the rules are rules.py's), and what a new claim counts at. With
     `write`, dead claims found on the way are recorded as unknown outcomes."""
     estimate = estimate_credits(_recent_costs(conn, request, RECENT_COSTS), request)
     if not policy.force_new:
-        found: list[Job] = []
-        for job, heartbeat_at in _same_request(conn, request, now - lookback(policy)):
-            if is_dead_claim(job, heartbeat_at, now):
-                if write:
-                    conn.execute("UPDATE jobs SET state = 'unknown', note = ? WHERE id = ?", (DEAD_CLAIM_NOTE, job.id))
-                job = as_dead(job)
-            found.append(job)
+        rows = conn.execute(*SQL.same_request(request, now - lookback(policy))).fetchall()
+        found, dead = sift_identical(SQL.identical(rows), now)
+        for job_id in dead if write else ():
+            conn.execute(*SQL.mark_dead(job_id))
         decided = decide_identical(found, policy, now)
         if decided is not None:
             return decided, estimate
-    jobs, credits = _usage(conn, storable(request.owner), now - HOUR, now - DAY)
+    jobs, credits = _usage(conn, request.owner, Windows.ending(now))
     return decide_limits(jobs, credits, policy, estimate), estimate
 
 
-def _same_request(conn: sqlite3.Connection, request: JobRequest, since: float) -> list[tuple[Job, float | None]]:
-    rows = conn.execute(
-        f"SELECT {_COLUMNS}, heartbeat_at FROM jobs WHERE owner = ? AND account = ? AND fingerprint = ? "
-        "AND stems_key = ? AND options_key = ? AND submitted_at >= ? ORDER BY submitted_at DESC, id DESC",
-        (
-            storable(request.owner),
-            storable(request.account),
-            storable(request.fingerprint),
-            storable(request.stems_key),
-            storable(request.options_key),
-            since,
-        ),
-    ).fetchall()
-    return [(_row_job(r[:-1]), float(r[-1]) if r[-1] is not None else None) for r in rows]
-
-
-def _usage(conn: sqlite3.Connection, owner: str, hour_ago: float, day_ago: float) -> tuple[int, float]:
-    jobs = conn.execute(
-        f"SELECT count(*) FROM jobs WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?", (owner, hour_ago)
-    ).fetchone()[0]
-    credits = conn.execute(
-        f"SELECT coalesce(sum({SPENT}), 0) FROM jobs WHERE owner = ? AND {_CHARGEABLE} AND submitted_at >= ?",
-        (owner, day_ago),
-    ).fetchone()[0]
+def _usage(conn: sqlite3.Connection, owner: str, windows: Windows) -> tuple[int, float]:
+    """The owner's chargeable jobs in the last hour, and the credits they count at in the last day."""
+    jobs = conn.execute(JOBS_SINCE, (*stored(owner), windows.hour_ago)).fetchone()[0]
+    credits = conn.execute(SPENT_SINCE, (*stored(owner), windows.day_ago)).fetchone()[0]
     return int(jobs), float(credits)
-
-
-def _status_clause(status: str) -> tuple[str, list[Any]]:
-    if status == "OUTCOME_UNKNOWN":
-        return "state = 'unknown'", []
-    if status == "SUBMITTED":
-        return "state = 'submitted' AND status IS NULL", []
-    return "state = 'submitted' AND status = ?", [status]
-
-
-def _job(conn: sqlite3.Connection, job_id: int) -> Job:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None:
-        raise sqlite3.DatabaseError(f"job {job_id} vanished from the ledger")
-    return _row_job(row)
-
-
-def _row_job(row: Sequence[Any]) -> Job:
-    (id_, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint) = row[:10]
-    (stems, options, eta, credit, status, message, cost, finished, urls, note) = row[10:]
-    mp3, wav = loads_urls(urls)
-    return Job(
-        id=int(id_),
-        owner=owner,
-        account=account,
-        state=state,
-        task_id=task_id,
-        conversion_id=conversion_id,
-        submitted_at=float(submitted_at),
-        source_kind=source_kind,
-        source_name=source_name,
-        fingerprint=fingerprint,
-        stems=tuple(json.loads(stems)),
-        options=tuple(json.loads(options)),
-        eta=eta,
-        credit_estimate=credit,
-        status=status,
-        status_message=message,
-        conversion_cost=cost,
-        finished_at=finished,
-        mp3_urls=mp3,
-        wav_urls=wav,
-        note=note,
-    )
 
 
 def _with_downloads(conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
     if not jobs:
         return jobs
     marks = ",".join("?" * len(jobs))
-    found: dict[int, list[Download]] = {}
-    for job_id, stem, path, fmt, size, at, sha256 in conn.execute(
-        f"SELECT job_id, stem, path, format, bytes, at, sha256 FROM downloads WHERE job_id IN ({marks}) ORDER BY at, id",
-        [j.id for j in jobs],
-    ):
-        found.setdefault(job_id, []).append(Download(stem, path, fmt, size, at, sha256))
-    from dataclasses import replace
-
-    return [replace(j, downloads=tuple(found.get(j.id, ()))) for j in jobs]
+    return with_downloads(jobs, conn.execute(DOWNLOADS_OF.format(marks=marks), [j.id for j in jobs]).fetchall())
