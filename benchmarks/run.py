@@ -501,7 +501,7 @@ async def bench_fingerprint(size: int, runs: int, work: Path) -> Figure:
     from musicgpt_mcp.files import SNIFF_BYTES
     from musicgpt_mcp.fingerprint import fingerprint_file, hash_file
     from musicgpt_mcp.ledger import FileKey, open_ledger
-    from musicgpt_mcp.multipart import FilePart
+    from musicgpt_mcp.musicgpt.multipart import FilePart
 
     path = work / f"fingerprint-{size // MB}MB.mp3"
     with path.open("wb") as f:  # real bytes, not a sparse file: hashing zeros would be no different, but honest

@@ -17,9 +17,9 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from . import contract
 from .config import ConfigError, Settings, default_state_dir
 from .ledger import Ledger, LedgerError, shared_limiter
+from .musicgpt import contract
 from .ratelimit import Limiter, SharedLimiter
 from .secret import account_name, derived, kept_secret, legacy_account_name
 

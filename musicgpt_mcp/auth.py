@@ -24,8 +24,8 @@ from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .contract import MIN_KEY_LENGTH
 from .identity import key_owner, request_key
+from .musicgpt.contract import MIN_KEY_LENGTH
 
 log = logging.getLogger(__name__)
 

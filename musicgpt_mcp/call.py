@@ -72,7 +72,9 @@ def open_call(ctx: Context[Any], needs: frozenset[str] | None = None) -> Call:
     client = operator
     if caller.own_key and caller.api_key is not None:
         status, submit = accounts.limiters_for_key(operator.base_url, caller.api_key)
-        client = operator.with_key(caller.api_key, status_limiter=status, submit_limiter=submit)
+        client = MusicGPTClient(
+            operator.base_url, caller.api_key, operator.pools, status_limiter=status, submit_limiter=submit
+        )
     key = caller.api_key.get_secret_value() if caller.api_key is not None else None
     account = accounts.name(client.base_url, key)
     notes = tuple(str(p) for p in settings.problems)

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from .addresses import parse_storage_hosts
 from .envvars import DEFAULT_BASE_URL
 from .failures import Failure
+from .musicgpt.addresses import parse_storage_hosts
+from .musicgpt.key import key_problem
 from .urls import parse_webhook_prefixes
 
 T = TypeVar("T")
@@ -109,7 +110,7 @@ class Settings:
     max_credits_per_day: float | None = None
     max_jobs_per_hour: int = 30
     confirm: Confirm = "auto"
-    # MusicGPT's per-key rate limits; None: the documented ones (contract.py).
+    # MusicGPT's per-key rate limits; None: the documented ones (musicgpt/contract.py).
     status_calls_per_minute: int | None = None
     submits_per_minute: int | None = None
     # Whether MUSICGPT_MCP_OUTPUT_DIR was set: over HTTP, saving to the server's disk is offered only then.
@@ -170,17 +171,6 @@ def _api_key(env: Mapping[str, str]) -> SecretStr | None:
 
 def _base_url(env: Mapping[str, str]) -> str:
     return normalise_base_url(env.get("MUSICGPT_BASE_URL", "").strip() or DEFAULT_BASE_URL)
-
-
-def key_problem(key: str) -> str | None:
-    """Why `key` cannot be sent in an HTTP header, in words that never echo it; None when it can."""
-    if all(0x21 <= ord(ch) <= 0x7E for ch in key):
-        return None
-    return (
-        "MUSICGPT_API_KEY contains a character that cannot be sent (a space, a non-ASCII character such as a "
-        "non-breaking space, or a control character), which usually comes from copying it out of a web page. "
-        "Paste the key again, exactly as the MusicGPT dashboard shows it, and restart the server."
-    )
 
 
 def _parsed(parse: Callable[[str | None], tuple[str, ...]], raw: str | None) -> tuple[str, ...]:

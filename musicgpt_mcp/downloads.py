@@ -25,12 +25,11 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from . import contract
 from .catalog import STEM_DESCRIPTIONS, Stem
 from .failures import Failure
 from .files import AUDIO_CONTENT_TYPES
 from .ledger import Download
-from .musicgpt import MusicGPTClient, MusicGPTError
+from .musicgpt import MusicGPTClient, MusicGPTError, contract
 
 # The formats MusicGPT stores stems in, typed as uploads of the same kind are.
 AUDIO_MIME: Final[dict[str, str]] = {fmt: AUDIO_CONTENT_TYPES[f".{fmt}"] for fmt in ("mp3", "wav")}

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
-from . import contract, sniff
+from . import sniff
 from .failures import Failure
 from .ledger.base import FileKey
-from .multipart import FileChangedError, FilePart
+from .musicgpt.contract import FIELD_AUDIO_FILE
+from .musicgpt.multipart import FileChangedError, FilePart
 from .visible import shown
 
 # Content types by extension. mimetypes' table varies by platform (it lacks .flac or .m4a on some),
@@ -189,7 +190,7 @@ def check_audio_file(raw: str, allowed: AllowedDirs, max_bytes: int) -> FilePart
             "format, convert it to one of those first."
         )
     return FilePart(
-        name=contract.FIELD_AUDIO_FILE,
+        name=FIELD_AUDIO_FILE,
         path=resolved,
         filename=path.name,
         content_type=content_type_for(path),

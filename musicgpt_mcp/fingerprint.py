@@ -12,7 +12,7 @@ import anyio
 
 from .files import FileRefused, open_checked, shown_path, unchanged
 from .ledger import Ledger
-from .multipart import FileChangedError, FilePart
+from .musicgpt.multipart import FileChangedError, FilePart
 
 # Large reads keep hashlib's per-call overhead small, and a second thread reads the next block while
 # this one hashes (hashlib releases the GIL): measured on the 2-core reference machine on a 1 GiB file

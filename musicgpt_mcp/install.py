@@ -30,7 +30,8 @@ from typing import Any, Final, TextIO
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from .config import is_placeholder, key_problem
+from .config import is_placeholder
+from .musicgpt.key import key_problem
 
 HOSTS: Final = ("claude-desktop", "claude-code", "cursor", "vscode")
 KEY_VAR: Final = "MUSICGPT_API_KEY"

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import contract
 from .failures import Failure
 from .ledger import Download, Job, LedgerError, StatusUpdate
-from .musicgpt import MusicGPTClient, TaskNotFoundError
+from .musicgpt import MusicGPTClient, TaskNotFoundError, contract
 from .state import LedgerHandle
 from .waiting import EtaHint, Report, wait_for_job
 

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from . import keys
+from .musicgpt.key import scrub
 
 
 def configure() -> None:
@@ -28,7 +28,7 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if self.secret in message:
-            record.msg, record.args = keys.scrub(message, self.secret), None
+            record.msg, record.args = scrub(message, self.secret), None
         return True
 
 

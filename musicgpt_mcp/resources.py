@@ -8,11 +8,12 @@ import re
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from . import contract, summaries
+from . import summaries
 from .call import open_call
 from .catalog import catalog_json
 from .errors import resource_errors
 from .ledger import JOB_STATUSES
+from .musicgpt import contract
 from .state import ServerState
 from .tools.args import LEDGER_SETTINGS, STATUS_SETTINGS
 from .tools.list_extractions import listing_for

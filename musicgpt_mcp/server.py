@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from . import __version__, answers, clients, completions, downloads, logs, player, prompts, resources, signals, tools
 from .accounts import Accounts
 from .config import ConfigError, Settings
-from .musicgpt import MusicGPTClient
+from .musicgpt import MusicGPTClient, Pools
 from .state import LedgerHandle, ServerState, Transport
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def lifespan(
         finally:
             await state.close()
             assert state.client is not None
-            await state.client.aclose()
+            await state.client.pools.aclose()
 
     return run
 
@@ -108,14 +108,13 @@ def _resolve(settings: SettingsSource) -> Settings:
 
 
 def _build(settings: Settings, transport: Transport, secret: SecretStr | None) -> ServerState:
-    client = MusicGPTClient(
-        settings.base_url,
-        settings.api_key,
+    pools = Pools(
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         write_timeout=settings.write_timeout,
         storage_hosts=settings.storage_hosts,
     )
+    client = MusicGPTClient(settings.base_url, settings.api_key, pools)
     _check_output_dir(settings, transport)
     if settings.api_key is None:
         log.warning("MUSICGPT_API_KEY is not set; tools will explain how to set it")

@@ -6,11 +6,11 @@ what to call next.
 
 from __future__ import annotations
 
-from . import contract
 from .catalog import Stem
 from .downloads import screen
 from .ledger import JobRequest
 from .models import ExtractionList, ExtractionStatus, ExtractionSubmitted, StemsDownloaded, StemUrls
+from .musicgpt import contract
 
 SANDBOX_NOTE = "sandbox: made-up credits, nothing is charged"
 # Set once at start-up by `musicgpt-mcp --sandbox`, whose process talks only to the offline double: its

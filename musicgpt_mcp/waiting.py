@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from . import contract, musicgpt
-from .musicgpt import MusicGPTClient
+from .musicgpt import MusicGPTClient, contract, transport
 
 # Progress is reported at least this often while waiting, so a host's progress bar moves.
 TICK = 2.0
@@ -83,11 +82,11 @@ async def wait_for_job(
 
     Cancellation (the client's notifications/cancelled) interrupts the sleep at once and
     propagates: nothing here swallows it. Every status read, retries included, ends by
-    `wait_seconds` + musicgpt.STATUS_BOUND, so the whole call does too.
+    `wait_seconds` + transport.STATUS_BOUND, so the whole call does too.
     """
     start = time.monotonic()
     deadline = start + wait_seconds
-    hard_deadline = deadline + musicgpt.STATUS_BOUND
+    hard_deadline = deadline + transport.STATUS_BOUND
     status = await client.get_status(task_id, deadline=hard_deadline)
     overdue = 0
     last_progress = -1.0

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from musicgpt_mcp import musicgpt
+from musicgpt_mcp.musicgpt import storage, transport
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
 from .conftest import connect, make_settings
@@ -38,7 +38,7 @@ async def test_a_dripping_status_reply_is_cut_off(
     sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One byte every half second never trips a 2 s read timeout; the call's own bound ends it."""
-    monkeypatch.setattr(musicgpt, "STATUS_BOUND", 3.0)
+    monkeypatch.setattr(transport, "STATUS_BOUND", 3.0)
     async with connect(make_settings(sandbox, read_timeout=2.0)) as client:
         task_id = await submit(client, song)
         sandbox.state.queue_fault("status", Fault(status=200, action="drip", body=in_progress(task_id), delay=0.5))
@@ -54,7 +54,7 @@ async def test_a_dripping_status_reply_is_cut_off(
 
 async def test_retries_fit_in_the_time_left(sandbox: Sandbox, song: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A status read inside a wait used to retry for up to 30 s more; now only in the time left."""
-    monkeypatch.setattr(musicgpt, "STATUS_BOUND", 3.0)
+    monkeypatch.setattr(transport, "STATUS_BOUND", 3.0)
     async with connect(make_settings(sandbox)) as client:
         task_id = await submit(client, song)
         sandbox.state.queue_fault("status", Fault(status=200, body=in_progress(task_id)))
@@ -73,7 +73,7 @@ async def test_retries_fit_in_the_time_left(sandbox: Sandbox, song: Path, monkey
 async def test_a_crawling_download_is_abandoned(
     sandbox: Sandbox, song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(musicgpt, "DOWNLOAD_GRACE", 1.0)
+    monkeypatch.setattr(storage, "DOWNLOAD_GRACE", 1.0)
     sandbox.state.eta = 0
     async with connect(make_settings(sandbox, output_dir=tmp_path / "out")) as client:
         task_id = await submit(client, song, ["vocals", "drums"])
@@ -94,7 +94,7 @@ async def test_a_crawling_download_is_abandoned(
 async def test_a_stalled_download_is_abandoned(
     sandbox: Sandbox, song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(musicgpt, "DOWNLOAD_STALL", 1.0)
+    monkeypatch.setattr(storage, "DOWNLOAD_STALL", 1.0)
     sandbox.state.eta = 0
     async with connect(make_settings(sandbox, output_dir=tmp_path / "out")) as client:
         task_id = await submit(client, song, ["vocals"])
@@ -119,7 +119,7 @@ async def test_downloads_cannot_starve_a_status_call(sandbox: Sandbox, song: Pat
             for _ in range(25):
                 tg.start_soon(client.call_tool, "download_stems", {"task_id": task_id})
             with anyio.fail_after(10):
-                while len(sandbox.state.downloads) < musicgpt.MAX_DOWNLOADS:
+                while len(sandbox.state.downloads) < transport.MAX_DOWNLOADS:
                     await anyio.sleep(0.05)
             await anyio.sleep(0.5)  # time for any download beyond the limit to show up
             in_flight = len(sandbox.state.downloads)
@@ -128,4 +128,4 @@ async def test_downloads_cannot_starve_a_status_call(sandbox: Sandbox, song: Pat
     assert result is not None
     assert not result.is_error, text_of(result)
     assert elapsed < 5
-    assert in_flight == musicgpt.MAX_DOWNLOADS
+    assert in_flight == transport.MAX_DOWNLOADS

@@ -287,19 +287,20 @@ async def test_a_file_not_as_checked_is_not_uploaded(sandbox: Sandbox, song: Pat
     from dataclasses import replace
 
     from musicgpt_mcp.files import allowed_dirs, check_audio_file
-    from musicgpt_mcp.musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError
+    from musicgpt_mcp.musicgpt import ExtractionRequest, MusicGPTClient, MusicGPTError, Pools
 
     part = check_audio_file(str(song), allowed_dirs([song.parent], None), 10**9)
     if change == "shrank":
         part = replace(part, size=part.size + 10, identity=replace(part.identity, size=part.size + 10))
     else:
         part = replace(part, identity=replace(part.identity, ino=part.identity.ino + 1))
-    client = MusicGPTClient(sandbox.base_url, SecretStr(SECRET_KEY))
+    pools = Pools()
+    client = MusicGPTClient(sandbox.base_url, SecretStr(SECRET_KEY), pools)
     try:
         with pytest.raises(MusicGPTError) as caught:
             await client.submit_extraction(ExtractionRequest(stems=[], preprocessing_options=[], audio_file=part))
     finally:
-        await client.aclose()
+        await pools.aclose()
     assert str(caught.value).startswith(
         "The audio file changed after it was checked (it was replaced, or written to), so it was not uploaded. "
         "Nothing was sent, so nothing was charged."

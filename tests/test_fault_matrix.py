@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from musicgpt_mcp import musicgpt
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
 from .conftest import closed_port, connect, make_settings
@@ -44,7 +43,7 @@ class Scenario:
     is_error: bool = True
     within: float = 15.0
     settings: dict[str, object] = field(default_factory=dict)
-    # Module constants of musicgpt_mcp.musicgpt to lower for the scenario (time bounds).
+    # Module constants of musicgpt_mcp.musicgpt ("module.NAME") to lower for the scenario (time bounds).
     patch: dict[str, float] = field(default_factory=dict)
 
 
@@ -316,7 +315,7 @@ STATUS = (
         "Try again in a minute.",
         0,
         within=6.0,
-        patch={"STATUS_BOUND": 2.0},
+        patch={"transport.STATUS_BOUND": 2.0},
     ),
     Scenario(
         "status retry-after beyond the bound",
@@ -325,7 +324,7 @@ STATUS = (
         E + STATUS_FAILED.format(reason="HTTP 503"),
         0,
         within=4.0,
-        patch={"STATUS_BOUND": 2.0},
+        patch={"transport.STATUS_BOUND": 2.0},
     ),
     Scenario(
         "status 401",
@@ -398,7 +397,7 @@ DOWNLOAD = (
         NO_STEMS + "the storage server sent nothing for 1 s; abandoned",
         0,
         within=6.0,
-        patch={"DOWNLOAD_STALL": 1.0},
+        patch={"storage.DOWNLOAD_STALL": 1.0},
     ),
     Scenario(
         "download html instead of audio",
@@ -453,7 +452,7 @@ async def test_fault(
     sandbox: Sandbox, song: Path, tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in scenario.patch.items():
-        monkeypatch.setattr(musicgpt, name, value)
+        monkeypatch.setattr(f"musicgpt_mcp.musicgpt.{name}", value)
     out = tmp_path / "out"
     settings: dict[str, object] = {"read_timeout": 1.0, "output_dir": out}
     closed = f"http://127.0.0.1:{closed_port()}/api/public"

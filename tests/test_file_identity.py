@@ -17,7 +17,8 @@ import anyio
 import pytest
 from mcp.types import ElicitRequestParams, ElicitResult
 
-from musicgpt_mcp import files, fingerprint, multipart
+from musicgpt_mcp import files, fingerprint
+from musicgpt_mcp.musicgpt import multipart
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.sandbox.audio import mp3_silence
 

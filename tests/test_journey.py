@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from musicgpt_mcp.contract import parse_stem_map
+from musicgpt_mcp.musicgpt.contract import parse_stem_map
 from musicgpt_mcp.sandbox import Sandbox
 
 from .conftest import SECRET_KEY, connect, make_settings

@@ -203,12 +203,12 @@ async def test_a_reply_that_breaks_the_parser_is_an_unknown_outcome(
 ) -> None:
     """The last line of defence on the submit path: whatever fails while reading MusicGPT's answer, the
     job may exist, so it is recorded as such and an identical call does not pay again."""
-    from musicgpt_mcp import contract
+    from musicgpt_mcp.musicgpt import replies
 
     def broken(reply: object) -> object:
         raise ValueError("a parser bug")
 
-    monkeypatch.setattr(contract, "parse_submit_reply", broken)
+    monkeypatch.setattr(replies, "parse_submit_reply", broken)
     args = {"audio_file": str(song), "stems": ["crash"]}
     async with connect(make_settings(sandbox)) as client:
         first = await client.call_tool("extract_stems", args)

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -24,7 +25,8 @@ from pydantic import SecretStr
 
 from musicgpt_mcp.auth import JwtVerifier
 from musicgpt_mcp.config import ConfigError, Remote, Settings
-from musicgpt_mcp.sandbox import Sandbox
+from musicgpt_mcp.musicgpt import transport
+from musicgpt_mcp.sandbox import Fault, Sandbox
 from musicgpt_mcp.web import plan
 
 from .conftest import PYTHON, SECRET_KEY, make_settings, subprocess_env
@@ -382,6 +384,32 @@ async def test_header_mode(sandbox: Sandbox, mode: str, caplog: pytest.LogCaptur
     assert listed["extractions"] == []
     everything = json.dumps(results) + text_of(theirs) + caplog.text
     assert KEY_A not in everything and KEY_B not in everything
+
+
+async def test_callers_with_their_own_keys_share_the_download_slots(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Each caller's key gets a client of its own, on the process's pools: downloads of all callers together
+    never exceed MAX_DOWNLOADS in flight, as a pool per key would let each key have as many."""
+    sandbox.state.eta = 0
+    sandbox.state.accept_any_key = True
+    settings = dataclasses.replace(
+        remote(sandbox, auth="header"), api_key=None, output_dir=tmp_path / "out", output_dir_configured=True
+    )
+    song = {"audio_url": "https://example.com/a.mp3", "stems": ["vocals", "drums", "bass", "piano"]}
+    with serve_http(settings) as server:
+        async with connect_http(server.url, key=KEY_A) as as_a, connect_http(server.url, key=KEY_B) as as_b:
+            jobs = [(c, structured(await c.call_tool("extract_stems", song))["task_id"]) for c in (as_a, as_b)]
+            sandbox.state.queue_fault("download", Fault(status=200, action="hang", delay=5), times=100)
+            async with anyio.create_task_group() as tg:
+                for client, task_id in jobs * 3:  # 12 stems asked for per key, 24 in all
+                    tg.start_soon(client.call_tool, "download_stems", {"task_id": task_id})
+                with anyio.fail_after(10):
+                    while len(sandbox.state.downloads) < transport.MAX_DOWNLOADS:
+                        await anyio.sleep(0.05)
+                await anyio.sleep(0.5)  # time for any download beyond the limit to show up
+                in_flight = [d.authorization for d in sandbox.state.downloads]
+                tg.cancel_scope.cancel()
+    assert in_flight == [None] * transport.MAX_DOWNLOADS  # and storage is never sent a key
+    assert [s.authorization for s in sandbox.state.submits()] == [KEY_A, KEY_B]
 
 
 async def test_a_header_key_echoed_by_musicgpt_is_scrubbed(sandbox: Sandbox) -> None:

@@ -17,8 +17,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from musicgpt_mcp import contract
 from musicgpt_mcp.config import Remote, Settings
+from musicgpt_mcp.musicgpt import contract
 from musicgpt_mcp.sandbox import Sandbox
 
 from .conftest import make_settings

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from musicgpt_mcp.addresses import non_public
+from musicgpt_mcp.musicgpt.addresses import non_public
 from musicgpt_mcp.sandbox import Fault, Sandbox
 
 from .conftest import connect, make_settings

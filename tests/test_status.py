@@ -245,7 +245,7 @@ async def test_rate_limiter_holds_calls_past_the_budget() -> None:
 
 
 async def test_status_limit_matches_musicgpt(sandbox: Sandbox) -> None:
-    from musicgpt_mcp.musicgpt import MusicGPTClient
+    from musicgpt_mcp.musicgpt import MusicGPTClient, Pools
 
-    client = MusicGPTClient(sandbox.base_url, None)
+    client = MusicGPTClient(sandbox.base_url, None, Pools())
     assert (client.status_limiter.max_calls, client.status_limiter.period) == (200, 60.0)

@@ -96,7 +96,6 @@ def test_no_import_cycle_lazy_imports_included() -> None:
     assert cycles(graph) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the client package is being split")
 def test_functions_and_modules_are_small() -> None:
     too_long: list[str] = []
     for path in modules():

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from musicgpt_mcp import fingerprint, multipart
+from musicgpt_mcp import fingerprint
+from musicgpt_mcp.musicgpt import multipart
 from musicgpt_mcp.sandbox import Sandbox
 from musicgpt_mcp.sandbox.audio import mp3_silence
 

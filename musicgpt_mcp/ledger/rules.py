@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ..contract import assumed_credits
+from ..musicgpt.contract import assumed_credits
 from .base import (
     DAY,
     DEAD_CLAIM_NOTE,
@@ -106,7 +106,7 @@ def decide_limits(jobs_last_hour: int, credits_last_day: float, policy: Policy, 
 
 def estimate_credits(recent_costs: Sequence[float], request: JobRequest) -> float:
     """What a claim counts at until the job's own figure is known: the highest of the last costs seen for the
-    same stems and options, else the documented assumption per stem and option (contract.py)."""
+    same stems and options, else the documented assumption per stem and option (musicgpt/contract.py)."""
     if recent_costs:
         return max(recent_costs)
     return assumed_credits(len(request.stems), len(request.options))

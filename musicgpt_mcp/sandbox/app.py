@@ -17,8 +17,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import contract
 from ..catalog import DEFAULT_STEMS, PREPROCESSING_OPTIONS, STEMS
+from ..musicgpt import contract
 from ..urls import webhook_allowed
 from .audio import stem_mp3, stem_wav
 from .state import Fault, Job, ReceivedDownload, ReceivedFile, ReceivedSubmit, SandboxState, WebhookDelivery

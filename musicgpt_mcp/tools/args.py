@@ -13,11 +13,12 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetJsonS
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from .. import completions, contract
+from .. import completions
 from ..call import Call, open_call
 from ..catalog import PREPROCESSING_OPTIONS, STEMS
 from ..errors import tool_errors
 from ..files import AllowedDirs, allowed_dirs
+from ..musicgpt import contract
 from ..state import ServerState
 from ..visible import shown
 

@@ -14,9 +14,9 @@ from .. import downloads, player, summaries
 from ..call import Call
 from ..catalog import STEM_DESCRIPTIONS, STEMS, Stem
 from ..config import Settings
-from ..contract import StatusReply
 from ..ledger import Download
 from ..models import SavedFile, SkippedStem, StemsDownloaded
+from ..musicgpt.contract import StatusReply
 from ..state import Transport
 from .args import DownloadCall, RootsForOutputDir, StemList, TaskId, allowed, catalog_names, result
 from .spec import ToolSpec

@@ -24,8 +24,8 @@ from ..files import check_audio_file
 from ..fingerprint import fingerprint_file, fingerprint_url
 from ..ledger import Claimed, InFlight, JobRequest, LimitReached, Policy, Reused, Unknown
 from ..ledger.base import HOUR
-from ..multipart import FilePart
 from ..musicgpt import ExtractionRequest, MissingAPIKeyError
+from ..musicgpt.multipart import FilePart
 from ..urls import check_url, check_webhook_url
 from ..visible import shown
 from .args import CurrentCall, RootsForAudioFile, allowed, catalog_names

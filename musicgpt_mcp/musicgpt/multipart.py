@@ -22,7 +22,7 @@ from typing import Final
 
 import anyio
 
-from .ledger.base import FileKey
+from ..ledger.base import FileKey
 
 CHUNK_SIZE = 2 * 1024 * 1024
 
