@@ -79,7 +79,7 @@ class JobBook:
         await self._remember(task_id, status, job)
         return Refreshed(status, job, waited, hint)
 
-    async def finished(self, task_id: str, purpose: Purpose) -> contract.StatusReply:
+    async def finished_stems(self, task_id: str, purpose: Purpose) -> contract.StatusReply:
         """The status of a job whose stems are ready, or JobNotReady saying why not and what to do."""
         status = (await self.refresh(task_id)).status
         if status.failed:

@@ -229,12 +229,8 @@ class SandboxState:
             self.status_times.clear()
 
     def reset(self) -> None:
+        self.clear_records()
         with self._lock:
-            self.received.clear()
-            self.downloads.clear()
-            self.webhooks.clear()
-            self.status_calls = 0
-            self.status_times.clear()
             self.jobs.clear()
             self._faults.clear()
         self.time_scale = 1.0

@@ -66,7 +66,7 @@ async def download_stems(
         downloads.folder_name(job.source_name if job is not None else None, task_id),
         also_allowed=extra.dirs if extra.origin != "your home folder" else (),
     )
-    status = await call.book.finished(task_id, "download")
+    status = await call.book.finished_stems(task_id, "download")
     jobs, skipped = _wanted(task_id, status, format, wanted)
     present, to_fetch = await downloads.saved_before(job.downloads if job is not None else (), jobs, format, directory)
     fetched, failed = await _save(call, to_fetch, format, directory)

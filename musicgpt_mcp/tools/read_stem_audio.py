@@ -104,7 +104,7 @@ async def _read(path: Path, offset: int, length: int) -> tuple[bytes, int] | Non
 async def _fetch(
     call: Call, task_id: str, stem: Stem, fmt: Literal["mp3", "wav"], sink: BinaryIO, cache_bytes: int
 ) -> int:
-    status = await call.book.finished(task_id, "play")
+    status = await call.book.finished_stems(task_id, "play")
     known, _ = downloads.screen(status.mp3 if fmt == "mp3" else status.wav)
     url = known.get(stem)
     if url is None:
