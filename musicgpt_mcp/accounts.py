@@ -39,6 +39,7 @@ class Accounts:
         self._secret = secret
         self._ledger = ledger
         self._key: bytes | None = None
+        self._view_key: bytes | None = None
         self._limits: OrderedDict[str, Limiters] = OrderedDict()
         self._adopted: set[str] = set()
 
@@ -62,6 +63,16 @@ class Accounts:
                     log.warning("accounts are named without a key: %s", exc)
             self._key = derived(secret, "musicgpt accounts").encode() if secret is not None else b""
         return self._key
+
+    def view_key(self) -> bytes:
+        """The key the stem view's tokens (quotes, uploads) are derived with: the server secret's (configured, or
+        kept in the state folder), so every replica checks them alike and none stores them."""
+        if self._view_key is None:
+            settings = self._settings
+            secret = self._secret or settings.remote.server_secret
+            secret = secret or kept_secret(settings.state_dir or default_state_dir())  # ConfigError: no secret
+            self._view_key = derived(secret, "stem view tokens").encode()
+        return self._view_key
 
     async def adopt(self, ledger: Ledger, owner: str, base_url: str, api_key: str | None) -> None:
         """Rename the owner's jobs recorded under the account's unkeyed name (earlier releases) to its keyed one,

@@ -10,9 +10,17 @@ from .catalog import Preprocessing, Stem
 
 
 class ExtractionSubmitted(BaseModel):
-    """What MusicGPT accepted."""
+    """A paid job MusicGPT accepted, an identical one returned free, or (in a host that shows the stem view) a job
+    that waits for the user: to approve its cost there, or to pick the song there."""
 
-    task_id: str = Field(description="MusicGPT's task ID: pass it to get_extraction and download_stems.")
+    state: Literal["submitted", "reused", "awaiting_approval", "awaiting_audio", "cancelled"] = Field(
+        description="submitted: a new paid job; reused: an identical recent job, free; awaiting_approval: nothing "
+        "sent yet, the user approves the cost in the stem view; awaiting_audio: nothing sent yet, the user picks the "
+        "song in the stem view; cancelled: the user cancelled in the view."
+    )
+    task_id: str | None = Field(
+        description="MusicGPT's task ID: pass it to get_extraction and download_stems. Null until a job exists."
+    )
     conversion_id: str | None = Field(description="MusicGPT's conversion ID for the same job, if it gave one.")
     eta: int = Field(description="Seconds until MusicGPT expects the stems to be ready; -1 when unknown.")
     credit_estimate: float | None = Field(
@@ -20,11 +28,16 @@ class ExtractionSubmitted(BaseModel):
     )
     stems: list[Stem] = Field(description="The stems requested (MusicGPT's default set when none were named).")
     preprocessing_options: list[Preprocessing] = Field(description="The preprocessing requested.")
-    source: str = Field(description="The audio submitted: the local file's name, or the URL.")
-    source_type: Literal["file", "url"] = Field(description="Whether a local file or a URL was submitted.")
-    submitted_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")
+    source: str | None = Field(description="The audio: the file's name, or the URL; null until the user picks one.")
+    source_type: Literal["file", "url", "upload"] | None = Field(
+        description="A local file, a URL, or a file the user uploaded in the view."
+    )
+    submitted_at: str | None = Field(description="When the job was submitted (ISO 8601, UTC); null until then.")
     reused: bool = Field(
         description="True when an identical recent job was returned instead of submitting: no credits were spent."
+    )
+    expires_at: str | None = Field(
+        default=None, description="Until when the user can approve (awaiting_*), ISO 8601 UTC; null otherwise."
     )
 
 
@@ -120,3 +133,14 @@ class StemAudioChunk(BaseModel):
         description="saved: read from the file download_stems saved; fetched: fetched by the server from MusicGPT's storage."
     )
     data: str = Field(description="The slice's bytes, base64-encoded.")
+
+
+class UploadReceived(BaseModel):
+    """How much of a song the stem view has sent; once it is all here, the job it asks for."""
+
+    received: int = Field(description="Bytes received so far.")
+    total_bytes: int = Field(description="The song's size in bytes.")
+    done: bool = Field(description="True once every byte is here and the song was checked.")
+    job: ExtractionSubmitted | None = Field(
+        description="Once done: the job, usually awaiting the user's approval in the view; null before."
+    )

@@ -92,12 +92,14 @@ async def submit(
     *,
     may_submit: bool = True,
     answer: str | None = None,
+    on_claim: Callable[[int], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Reuse, wait for, or submit the job; never two POSTs for one identical request on our own.
 
     `may_submit` False: the caller expected a reuse and has no consent to pay, so a claim that would
     submit is given back instead. `answer`: the consent answer that allows this submission (answers.py),
-    spent by it: a second submission on the same answer is refused."""
+    spent by it: a second submission on the same answer is refused. `on_claim`: told the claim's ledger row
+    before the request is sent (a quote records which job its approval claimed)."""
     while True:
         # A ledger that cannot be used refuses the submit (LedgerError): without it this server cannot promise
         # the user is not charged twice.
@@ -122,6 +124,8 @@ async def submit(
             )
         if answer is not None:
             await _spend(ledger, claim.job_id, answer)
+        if on_claim is not None:
+            await on_claim(claim.job_id)
         return await _submit_claimed(ledger, client, claim.job_id, request, extraction, on_file_bytes)
 
 

@@ -79,6 +79,26 @@ def submitted(result: ExtractionSubmitted, last_status: str | None = None, *, do
     )
 
 
+def awaiting(result: ExtractionSubmitted) -> str:
+    """What the model reads when the user is to act in the stem view before anything is paid."""
+    what = ", ".join(result.stems)
+    extras = f" with {', '.join(result.preprocessing_options)}" if result.preprocessing_options else ""
+    if result.state == "awaiting_audio":
+        return (
+            f"Nothing was submitted and nothing was spent. The stem view shown with this result asks the user for "
+            f"the song ({what}{extras}): they pick or drop a file there, see what it would cost, and approve it. "
+            "Tell the user; then wait. The view tells you the task_id once the job is submitted (or call "
+            "list_extractions later). Do not call extract_stems again for this."
+        )
+    return (
+        f"Nothing was submitted and nothing was spent yet: the user approves this paid extraction of "
+        f"{result.source} ({what}){extras} in the stem view shown with this result, which shows what it costs. "
+        f"Tell the user; the quote stands until {result.expires_at}. Once they approve, the view tells you the "
+        "task_id (or call list_extractions to find it), then call get_extraction. Calling extract_stems again for "
+        "the same song returns this same quote."
+    )
+
+
 def consent_question(request: JobRequest, size: int | None, webhook_url: str | None, costs: list[float]) -> str:
     """What the user is asked before a paid job. Word for word the same on every round of one call
     (2026-07-28 clients answer by retrying, and an answer counts only for the question it answered),

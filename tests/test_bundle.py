@@ -352,7 +352,14 @@ async def test_bundle_runs_from_an_empty_folder_as_claude_desktop_starts_it(
             tools = (await client.list_tools()).tools
             prompts = (await client.list_prompts()).prompts
             refused = await client.call_tool("extract_stems", {"audio_file": str(elsewhere / "Other.wav")})
-            submitted = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]})
+            quoted = await client.call_tool("extract_stems", {"audio_file": str(song), "stems": ["vocals"]})
+            # Claude Desktop renders the stem view but cannot ask: the user approves the quote there, as here.
+            assert not quoted.is_error, quoted.content
+            assert quoted.structured_content is not None and quoted.structured_content["state"] == "awaiting_approval"
+            offer = (quoted.meta or {})["musicgpt-mcp/quote"]
+            submitted = await client.call_tool(
+                "confirm_extraction", {"quote": offer["id"], "approval": offer["approval"]}
+            )
             assert not submitted.is_error, submitted.content
             assert submitted.structured_content is not None
             task_id = submitted.structured_content["task_id"]

@@ -270,7 +270,8 @@ def relay(host: Host) -> Callable[..., Awaitable[dict[str, Any]]]:
 
 
 def apps_client(sandbox: Sandbox, **overrides: Any) -> Client:
-    settings = make_settings(sandbox, **overrides)
+    # These tests play jobs: submitted at once, not quoted for the view to approve (test_studio.py does that).
+    settings = make_settings(sandbox, **{"confirm": "never", **overrides})
     apps = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})
     return Client(create_server(settings), raise_exceptions=True, extensions=[apps])
 

@@ -69,7 +69,14 @@ async def test_the_view_is_a_ui_resource_linked_from_the_tools(sandbox: Sandbox)
     assert tools["download_stems"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["model"]}}
     # read_stem_audio is for the view only: a host keeps it out of the model's tool list.
     assert tools["read_stem_audio"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["app"]}}
-    assert tools["extract_stems"].meta is None
+    # The view shows extract_stems' result too: a quote to approve, a song to pick, then the job.
+    assert tools["extract_stems"].meta == {
+        "ui": {"resourceUri": player.URI, "visibility": ["model"]},
+        "anthropic/requiresUserInteraction": True,
+        "openai/fileParams": ["file"],
+    }
+    for view_only in ("confirm_extraction", "upload_audio"):
+        assert tools[view_only].meta == {"ui": {"resourceUri": player.URI, "visibility": ["app"]}}
     [content] = read.contents
     assert content.mime_type == APP_MIME
     # No origin allowed: the view never reaches the network itself.
@@ -178,7 +185,7 @@ async def test_get_extraction_adds_only_an_eta_for_hosts_with_apps(sandbox: Sand
     """A host without Apps gets exactly what it got before the player; one with Apps gets the same
     content and structured content, plus the ETA in the result's _meta for the view's countdown."""
     sandbox.state.eta = 30
-    settings = make_settings(sandbox)
+    settings = make_settings(sandbox, confirm="never")  # the job itself, not a quote for the view to approve
     async with connect(settings) as plain, apps_client(settings) as rich:
         task_id = await submit(rich, song, ["vocals"])
         with_apps = await rich.call_tool("get_extraction", {"task_id": task_id})

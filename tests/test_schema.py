@@ -35,7 +35,17 @@ async def test_extract_stems_input_schema_mirrors_musicgpt() -> None:
     schema = tool["inputSchema"]
     assert isinstance(schema, dict)
     props = schema["properties"]
-    assert set(props) == {"audio_file", "audio_url", "stems", "preprocessing_options", "webhook_url", "force_new"}
+    assert set(props) == {
+        "audio_file",
+        "audio_url",
+        "stems",
+        "preprocessing_options",
+        "webhook_url",
+        "force_new",
+        "file",
+    }
+    # ChatGPT fills `file` with an attached file (tool _meta "openai/fileParams"); a plain object, for the budget.
+    assert props["file"]["type"] == ["object", "null"] and "audio_url" in props["file"]["description"]
     assert props["force_new"]["type"] == "boolean" and props["force_new"]["default"] is False
     assert "credits again" in props["force_new"]["description"]
     assert schema.get("required", []) == []

@@ -46,6 +46,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
     job = sandbox.state.jobs[structured["task_id"]]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", structured.pop("submitted_at"))
     assert structured == {
+        "state": "submitted",
         "task_id": job.task_id,
         "conversion_id": job.conversion_id,
         "eta": 3,
@@ -55,6 +56,7 @@ async def test_file_submission_on_the_wire(sandbox: Sandbox, song: Path) -> None
         "source": "My Song (demo).wav",
         "source_type": "file",
         "reused": False,
+        "expires_at": None,
     }
     text = result.content[0].text  # type: ignore[union-attr]
     assert job.task_id in text and "about 3 s" in text and "1.25 credits" in text

@@ -1,6 +1,7 @@
 """The job ledger: a durable record of every paid job, so none is paid for twice by accident.
 
-The rooms: `base.py` holds what the ledger remembers (Job, JobRequest, ...) and the `Ledger` interface;
+The rooms: `base.py` holds what the ledger remembers (Job, JobRequest, ...), `protocol.py` the `Ledger`
+interface, `studio.py` the quotes and uploads the in-chat view works with;
 `rules.py` the money rules every engine applies; `errors.py` LedgerError, whose `explained()` is the one text
 for "the ledger cannot be used". Two engines implement the interface, `sqlite.py` (one machine) and
 `postgres.py` (replicas sharing a database), each keeping only its dialect, connections and locking: the SQL
@@ -32,7 +33,6 @@ from .base import (
     InFlight,
     Job,
     JobRequest,
-    Ledger,
     LimitReached,
     Policy,
     Reused,
@@ -42,6 +42,7 @@ from .base import (
     iso,
 )
 from .errors import DatabaseLedgerError, LedgerError
+from .protocol import Ledger
 
 if TYPE_CHECKING:
     from ..ratelimit import Limiter

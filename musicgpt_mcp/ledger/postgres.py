@@ -49,6 +49,7 @@ from .postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from .postgres_url import Redact, read_url, reason, redactor
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
 from .sql import Dialect, Statements
+from .studio import Done, Step
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +172,21 @@ class PostgresLedger:
         self.pool = pool
         self.where = where
         self.kind = "postgresql"
+        self.dialect = POSTGRES
         self._redact: Redact = redact or (lambda text: text)
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def run_steps(self, steps: Sequence[Step]) -> list[Done]:
+        """The statements in one transaction (studio.py's operations)."""
+        done = []
+        async with self._connection() as conn, conn.transaction():
+            for step in steps:
+                cursor = await conn.execute(step.statement, step.values)
+                rows = await cursor.fetchall() if step.fetch else []
+                done.append(Done(cursor.rowcount, list(rows)))
+        return done
 
     async def check(self) -> None:
         # A load balancer's health check wants an answer soon, not after the paid path's patience.

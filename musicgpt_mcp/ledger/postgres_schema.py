@@ -88,5 +88,44 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE musicgpt_mcp_downloads ADD COLUMN sha256 text;
     """,
+    # 6: the studio: quotes a user approves in the view before a job is paid for, and songs the view uploads
+    # (their bytes in chunks, so any replica can send them). One open quote per request.
+    """
+    CREATE TABLE musicgpt_mcp_quotes (
+        id text PRIMARY KEY,
+        owner text NOT NULL,
+        account text NOT NULL,
+        identity text NOT NULL,
+        spec text NOT NULL,
+        created_at double precision NOT NULL,
+        expires_at double precision NOT NULL,
+        state text NOT NULL CHECK (state IN ('open', 'approving', 'approved', 'cancelled', 'expired')),
+        taken_at double precision,
+        job_id bigint,
+        task_id text
+    );
+    CREATE UNIQUE INDEX musicgpt_mcp_quotes_one_open ON musicgpt_mcp_quotes (owner, account, identity)
+        WHERE state = 'open';
+    CREATE INDEX musicgpt_mcp_quotes_by_owner ON musicgpt_mcp_quotes (owner, created_at);
+    CREATE TABLE musicgpt_mcp_uploads (
+        id text PRIMARY KEY,
+        owner text NOT NULL,
+        spec text NOT NULL,
+        file_name text,
+        total_bytes bigint,
+        received bigint NOT NULL DEFAULT 0,
+        sha256 text,
+        state text NOT NULL CHECK (state IN ('receiving', 'complete')),
+        created_at double precision NOT NULL,
+        expires_at double precision NOT NULL
+    );
+    CREATE INDEX musicgpt_mcp_uploads_by_owner ON musicgpt_mcp_uploads (owner, created_at);
+    CREATE TABLE musicgpt_mcp_upload_chunks (
+        upload_id text NOT NULL REFERENCES musicgpt_mcp_uploads (id) ON DELETE CASCADE,
+        start bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (upload_id, start)
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -32,6 +32,7 @@ from .errors import LedgerError
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
 from .sql import Dialect, Statements
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from .studio import Done, Step
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,24 @@ class SQLiteLedger:
         self.path = path
         self.where = str(path)
         self.kind = "sqlite"
+        self.dialect = SQLITE
 
     async def close(self) -> None:
         await self._run(lambda c: c.close())
+
+    async def run_steps(self, steps: Sequence[Step]) -> list[Done]:
+        """The statements in one write transaction (studio.py's operations)."""
+
+        def run(conn: sqlite3.Connection) -> list[Done]:
+            done = []
+            with _write(conn):
+                for step in steps:
+                    cursor = conn.execute(step.statement, step.values)
+                    rows = cursor.fetchall() if step.fetch else []
+                    done.append(Done(cursor.rowcount, rows))
+            return done
+
+        return await self._run(run)
 
     async def check(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())

@@ -76,5 +76,43 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE downloads ADD COLUMN sha256 TEXT;
     """,
+    # 6: the studio: quotes a user approves in the view before a job is paid for, and songs the view uploads
+    # (their bytes in chunks, so any process sharing the ledger can send them). One open quote per request.
+    """
+    CREATE TABLE quotes (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        account TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'approving', 'approved', 'cancelled', 'expired')),
+        taken_at REAL,
+        job_id INTEGER,
+        task_id TEXT
+    );
+    CREATE UNIQUE INDEX quotes_one_open ON quotes (owner, account, identity) WHERE state = 'open';
+    CREATE INDEX quotes_by_owner ON quotes (owner, created_at);
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        file_name TEXT,
+        total_bytes INTEGER,
+        received INTEGER NOT NULL DEFAULT 0,
+        sha256 TEXT,
+        state TEXT NOT NULL CHECK (state IN ('receiving', 'complete')),
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX uploads_by_owner ON uploads (owner, created_at);
+    CREATE TABLE upload_chunks (
+        upload_id TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+        start INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (upload_id, start)
+    )
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -6,7 +6,15 @@ from mcp.server.mcpserver.tools import Tool
 
 from ..config import Settings
 from ..state import Transport
-from . import download_stems, extract_stems, get_extraction, list_extractions, read_stem_audio
+from . import (
+    confirm_extraction,
+    download_stems,
+    extract_stems,
+    get_extraction,
+    list_extractions,
+    read_stem_audio,
+    upload_audio,
+)
 from .spec import ToolSpec
 
 TOOLS: tuple[ToolSpec, ...] = (
@@ -15,6 +23,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     download_stems.SPEC,
     list_extractions.SPEC,
     read_stem_audio.SPEC,
+    confirm_extraction.SPEC,
+    upload_audio.SPEC,
 )
 
 

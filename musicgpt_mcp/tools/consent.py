@@ -17,7 +17,6 @@ from mcp.server.mcpserver.resolve import Elicit
 from pydantic import BaseModel, Field
 
 from .. import answers
-from ..clients import abilities
 from .args import CurrentCall
 from .extract_plan import Planned
 
@@ -34,18 +33,18 @@ class Consent(BaseModel):
 
 # What the resolver answers when it does not ask the user.
 NO_SUBMIT: Final = "no-submit"  # an identical job will be reused (or is under way): nothing to pay
-UNASKED: Final = "unasked"  # MUSICGPT_MCP_CONFIRM=never, or auto with a client that cannot ask
-CANNOT_ASK: Final = "cannot-ask"  # MUSICGPT_MCP_CONFIRM=always with a client that cannot ask
+UNASKED: Final = "unasked"  # MUSICGPT_MCP_CONFIRM=never, or auto with a client that can neither ask nor show the view
+CANNOT_ASK: Final = "cannot-ask"  # MUSICGPT_MCP_CONFIRM=always with a client that can neither
+IN_VIEW: Final = "in-view"  # the user approves in the stem view: the body makes a quote, and sends nothing
 
 
 async def _consent(call: CurrentCall, plan: Planned) -> Elicit[Consent] | str:
     if not plan.submits:
         return NO_SUBMIT
-    mode = call.settings.confirm
-    if mode == "never":
-        return UNASKED
-    if not abilities(call.ctx).can_elicit:
-        return CANNOT_ASK if mode == "always" else UNASKED
+    if plan.asker == "view":
+        return IN_VIEW
+    if plan.asker is None:
+        return CANNOT_ASK if call.settings.confirm == "always" else UNASKED
     return Elicit(plan.question, Consent)
 
 
@@ -73,7 +72,13 @@ def consented(consent: ElicitationResult[Consent]) -> bool:
             "MCP client cannot show such a question (it does not support elicitation). Nothing was submitted. "
             "Use a client that supports elicitation, or set MUSICGPT_MCP_CONFIRM=auto in the server's environment."
         )
-    return bool(answer == UNASKED)
+    return answer in (UNASKED, IN_VIEW)
+
+
+def in_view(consent: ElicitationResult[Consent]) -> bool:
+    """Whether the user approves in the stem view (the call then makes a quote, not a job)."""
+    data: object = consent.data if isinstance(consent, AcceptedElicitation) else None
+    return data == IN_VIEW
 
 
 def spent_answer(consent: ElicitationResult[Consent]) -> str | None:

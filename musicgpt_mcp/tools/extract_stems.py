@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
-from .. import submission, summaries
+from .. import player, submission, summaries
 from ..call import Call
 from ..catalog import DEFAULT_STEMS
 from ..ledger import Job, iso
 from ..models import ExtractionSubmitted
 from .args import CurrentCall, PreprocessingList, StemList, result
-from .consent import Answer, consented, spent_answer
+from .consent import Answer, consented, in_view, spent_answer
 from .extract_plan import Planned
 from .spec import ToolSpec
+from .studio import ask_for_audio, quote, quoted
 
 MAX_URL_LENGTH = 2048
 
@@ -92,6 +93,15 @@ ForceNew = Annotated[
 ]
 
 
+# A plain object in the schema: hosts send every tool's schema to the model on every turn, and only ChatGPT fills
+# this one (extract_plan.AttachedFile reads it).
+Attached = Annotated[
+    dict[str, Any] | None,
+    WithJsonSchema({"type": ["object", "null"]}),
+    Field(description="Filled by ChatGPT with a file the user attached. Elsewhere omit it; give audio_url instead."),
+]
+
+
 async def extract_stems(
     call: CurrentCall,
     plan: Planned,
@@ -102,8 +112,13 @@ async def extract_stems(
     preprocessing_options: Options = [],  # noqa: B006
     webhook_url: WebhookUrl = None,
     force_new: ForceNew = False,
+    file: Attached = None,
 ) -> Annotated[CallToolResult, ExtractionSubmitted]:
+    if plan.wants_audio:
+        return await ask_for_audio(call, plan.request, force_new)
     may_submit = consented(consent)
+    if in_view(consent):
+        return quoted(*await quote(call, plan.request, plan.extraction, force_new, plan.question))
     part = plan.extraction.audio_file
     progress = _upload_progress(call, part.size) if part is not None else None
     outcome = await submission.submit(
@@ -126,6 +141,7 @@ def submitted_model(job: Job, reused: bool, now: float) -> ExtractionSubmitted:
     if reused and eta >= 0:
         eta = max(0, round(job.submitted_at + eta - now))
     return ExtractionSubmitted(
+        state="reused" if reused else "submitted",
         task_id=job.task_id or "",
         conversion_id=job.conversion_id,
         eta=eta,
@@ -162,4 +178,13 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=False,
     idempotent=False,
+    meta={
+        # In a host that renders MCP Apps, the stem view shows the result: the quote to approve, the song to
+        # pick, then the job as it runs and its stems.
+        **player.ui("model"),
+        # Claude Code asks the user before every call of a tool marked so, whatever its permission mode.
+        "anthropic/requiresUserInteraction": True,
+        # ChatGPT fills `file` with a file the user attached.
+        "openai/fileParams": ["file"],
+    },
 )

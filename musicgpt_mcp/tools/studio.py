@@ -1,0 +1,129 @@
+"""The tools' side of the studio (quotes.py, uploads.py): what the stem view is handed to act on, and the submit
+an approval makes.
+
+Everything the view needs to approve or to upload (the quote's id and its approval token, an upload's ticket)
+goes into the result's `_meta`, which hosts give the view and not the model; `content` and `structuredContent`,
+which the model reads, never carry a token.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from mcp.types import CallToolResult
+
+from .. import quotes, submission, summaries, uploads
+from ..call import Call
+from ..config import default_state_dir
+from ..ledger import JobRequest
+from ..ledger.base import iso
+from ..ledger.studio import Quote, find_upload, set_quote
+from ..models import ExtractionSubmitted
+from ..musicgpt import ExtractionRequest
+from ..musicgpt.multipart import FilePart
+from .args import result
+from .extract_plan import policy
+
+QUOTE_META: Final = "musicgpt-mcp/quote"
+UPLOAD_META: Final = "musicgpt-mcp/upload"
+UPLOADS_PER_HOUR: Final = 20
+
+
+def upload_folder(call: Call) -> Path:
+    """Where this process keeps its copies of uploaded songs: private, in the state folder."""
+    return (call.settings.state_dir or default_state_dir()) / "uploads"
+
+
+async def quote(
+    call: Call, request: JobRequest, extraction: ExtractionRequest, force_new: bool, question: str, upload: str = ""
+) -> tuple[ExtractionSubmitted, dict[str, Any]]:
+    """A quote for the job (or the open one standing for it): what the model reads, and the view's `_meta`."""
+    spec = quotes.spec_of(request, extraction, policy(call.settings, force_new), question)
+    if upload:
+        spec.update(file=None, upload=upload)  # any replica makes its own copy from the ledger when approved
+    offer = await quotes.offer(await call.ledger(), call.accounts.view_key(), request, spec, time.time())
+    shown = offer.quote
+    model = ExtractionSubmitted(
+        state="awaiting_approval",
+        task_id=None,
+        conversion_id=None,
+        eta=-1,
+        credit_estimate=None,
+        stems=list(request.stems),  # type: ignore[arg-type] # catalog names, checked by the plan
+        preprocessing_options=list(request.options),  # type: ignore[arg-type]
+        source=request.source_name,
+        source_type="upload" if upload else request.source_kind,
+        submitted_at=None,
+        reused=False,
+        expires_at=iso(shown.expires_at),
+    )
+    meta = {"id": shown.id, "approval": offer.approval, "expires_at": model.expires_at, "question": question}
+    return model, {QUOTE_META: meta}
+
+
+def quoted(model: ExtractionSubmitted, meta: dict[str, Any]) -> CallToolResult:
+    reply = result(summaries.awaiting(model), model)
+    reply.meta = meta
+    return reply
+
+
+async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> CallToolResult:
+    """No song named, in a host that shows the view: the view asks the user for one, and uploads it."""
+    spec = {"stems": list(request.stems), "options": list(request.options), "force_new": force_new}
+    ticket = await uploads.begin(
+        await call.ledger(), call.accounts.view_key(), call.owner, spec, time.time(), UPLOADS_PER_HOUR
+    )
+    model = ExtractionSubmitted(
+        state="awaiting_audio",
+        task_id=None,
+        conversion_id=None,
+        eta=-1,
+        credit_estimate=None,
+        stems=list(request.stems),  # type: ignore[arg-type]
+        preprocessing_options=list(request.options),  # type: ignore[arg-type]
+        source=None,
+        source_type=None,
+        submitted_at=None,
+        reused=False,
+        expires_at=iso(ticket.upload.expires_at),
+    )
+    meta = {
+        "id": ticket.upload.id,
+        "ticket": ticket.ticket,
+        "max_bytes": uploads.limit(call.settings.max_upload_bytes),
+        "slice_bytes": uploads.MAX_SLICE,
+        "expires_at": model.expires_at,
+    }
+    reply = result(summaries.awaiting(model), model)
+    reply.meta = {UPLOAD_META: meta}
+    return reply
+
+
+async def send(call: Call, quote: Quote) -> submission.Outcome:
+    """The submit an approval makes: through the claim, like any paid job; an uploaded song from this replica's
+    own copy of it, which is forgotten once its job is accepted."""
+    ledger = await call.ledger()
+    upload_id = str(quote.spec.get("upload") or "")
+    part: FilePart | None = None
+    if upload_id:
+        upload = await find_upload(ledger, call.owner, upload_id)
+        if upload is None:
+            raise uploads.UploadRefused("The song uploaded for this quote is gone (it expired); upload it again.")
+        part = await uploads.local_copy(ledger, upload, upload_folder(call), call.settings.max_upload_bytes)
+
+    async def claimed(job_id: int) -> None:
+        await set_quote(ledger, quote.id, "approving", job_id=job_id)
+
+    outcome = await submission.submit(
+        ledger,
+        call.client,
+        quotes.request_of(quote),
+        quotes.extraction_of(quote, part),
+        policy(call.settings, bool(quote.spec.get("force_new"))),
+        on_claim=claimed,
+    )
+    if upload_id:
+        await uploads.discard(ledger, upload_id, upload_folder(call))
+    return outcome
