@@ -65,8 +65,8 @@ async def test_the_view_is_a_ui_resource_linked_from_the_tools(sandbox: Sandbox)
         assert APPS in (client.server_capabilities.extensions or {})
         read = await client.read_resource(player.URI)
     assert tools["get_extraction"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["model", "app"]}}
-    # The view shows what download_stems saved, but may not call it (it writes to the user's disk).
-    assert tools["download_stems"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["model"]}}
+    # The view shows what download_stems saved, and may call it to save the stems when the host cannot.
+    assert tools["download_stems"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["model", "app"]}}
     # read_stem_audio is for the view only: a host keeps it out of the model's tool list.
     assert tools["read_stem_audio"].meta == {"ui": {"resourceUri": player.URI, "visibility": ["app"]}}
     # The view shows extract_stems' result too: a quote to approve, a song to pick, then the job.

@@ -19,6 +19,9 @@ URI: Final = "ui://musicgpt-mcp/player.html"
 # In get_extraction's result `_meta`, for hosts with Apps only: seconds left by MusicGPT's estimate,
 # so the view can count down (the model reads the same in the text).
 ETA_META: Final = "musicgpt-mcp/eta_seconds"
+# In a finished job's get_extraction `_meta`, for hosts with Apps: "server" when the view may save the stems through
+# download_stems (the server saves into its output folder), for hosts that cannot save a file themselves.
+SAVES_META: Final = "musicgpt-mcp/saves"
 
 
 @cache

@@ -155,7 +155,8 @@ SPEC = ToolSpec(
     description=DESCRIPTION,
     read_only=False,
     idempotent=True,
-    # The player shows the saved stems; the view itself may not call this tool (it writes to disk).
-    meta=player.ui("model"),
+    # The view shows the saved stems, and may save them itself through this tool, into the output folder, when
+    # the user clicks Save in a host that cannot save a file (get_extraction's _meta says when it may).
+    meta=player.ui("model", "app"),
     available=offered,
 )

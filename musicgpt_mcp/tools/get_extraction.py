@@ -49,8 +49,13 @@ async def get_extraction(
     offered = call.state.offers_downloads
     text = summaries.status(extraction, eta_left, wait_seconds, wait, downloads_offered=offered)
     reply = result(text, extraction, *([] if offered else stem_links(extraction)))
-    if eta_left is not None and not extraction.done and abilities(call.ctx).renders_apps:
-        reply.meta = {player.ETA_META: max(0, round(eta_left))}
+    if abilities(call.ctx).renders_apps:
+        if eta_left is not None and not extraction.done:
+            reply.meta = {player.ETA_META: max(0, round(eta_left))}
+        elif extraction.succeeded and offered:
+            # The view may save the stems through download_stems (into the output folder) when the host cannot
+            # save a file itself (no `downloadFile`).
+            reply.meta = {player.SAVES_META: "server"}
     return reply
 
 
