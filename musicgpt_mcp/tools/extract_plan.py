@@ -113,7 +113,9 @@ async def _plan(
     chosen = catalog_names("stems", stems, STEMS, "a stem MusicGPT separates")
     options = catalog_names("preprocessing_options", preprocessing_options, PREPROCESSING_OPTIONS, "a clean-up option")
     who = asker(call)
-    file_arg, url_arg, hook, name = _inputs(call, audio_file, audio_url, webhook_url, attached(file), who == "view")
+    # The view asks for a song wherever it is shown, whoever approves the cost (with confirm=never, nobody).
+    picks = bool(abilities(call.ctx).renders_apps)
+    file_arg, url_arg, hook, name = _inputs(call, audio_file, audio_url, webhook_url, attached(file), picks)
     if not call.client.has_key:
         raise MissingAPIKeyError()  # before the user is asked to pay for a job that cannot be sent
     if file_arg is None and url_arg is None:
