@@ -1,5 +1,5 @@
 """Every environment variable the server reads, with its default and what it does: the single list that
-`--help`, the README's table and the tests read. Parsing them is config.py's."""
+`--help`, the configuration tables (README.md, docs/hosting.md) and the tests read. Parsing them is config.py's."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class EnvVar:
     help: str
 
 
-# The single list of variables; `--help` and the README table are written from it.
+# The single list of variables; `--help` and the configuration tables are written from it.
 ENV_VARS: Final[tuple[EnvVar, ...]] = (
     EnvVar(
         "MUSICGPT_API_KEY",

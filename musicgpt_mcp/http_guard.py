@@ -6,7 +6,7 @@ review held 1,100 connections open with half-sent headers, needing no sign-in, u
 descriptors and answered no one. So every connection here must send its request headers within HEADER_TIMEOUT
 seconds of opening (or of the previous response), and a request body may not stall for longer than BODY_STALL
 seconds between chunks; connections past MAX_CONNECTIONS are closed as they arrive. A reverse proxy in front
-should still do the same with its own limits (the README's Hosting section says which).
+should still do the same with its own limits (docs/hosting.md says which).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > cap:
-                log.warning("refusing a connection: %d are open, the most this server keeps (see README)", cap)
+                log.warning("refusing a connection: %d are open, the most this server keeps (see docs/hosting.md)", cap)
                 transport.abort()
                 return
             self._arm(limits.header_timeout)

@@ -2,7 +2,7 @@
 `musicgpt-mcp --transport http --sandbox`, started as an operator would.
 
 Most of the suite's server scenarios call its own test tools, prompts and `test://` resources, so they
-apply only to its reference server; the README lists them with the reason. The ones that apply to any
+apply only to its reference server; docs/hosting.md lists them with the reason. The ones that apply to any
 server with our capabilities run here, each must pass, and each must have checked something (a
 scenario can pass with zero checks).
 """

@@ -3,7 +3,7 @@ and this test as the host's MCP client, talking to the real server against the s
 
 Chromium is Debian's (`apt-get install -y chromium`); Playwright drives it (its own browser download
 is not used). A screenshot of the player is saved on every run (see `screenshot` below); to refresh
-the README's: `PLAYER_SCREENSHOT=docs/player.png uv run pytest tests/test_player.py -k finished`.
+docs/development.md's: `PLAYER_SCREENSHOT=docs/player.png uv run pytest tests/test_player.py -k finished`.
 """
 
 from __future__ import annotations
