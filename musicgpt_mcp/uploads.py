@@ -177,6 +177,16 @@ async def discard(ledger: Ledger, upload_id: str, folder: Path) -> None:
         await anyio.to_thread.run_sync(_remove, path)
 
 
+def sweep(folder: Path, now: float) -> None:
+    """Remove this process's copies of songs whose upload has lapsed (the ledger forgets their slices when the
+    next upload opens): a song the user never approved is not kept on the server's disk."""
+    with contextlib.suppress(FileNotFoundError):
+        for path in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < now - UPLOAD_TTL:
+                    path.unlink()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -188,4 +198,15 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-__all__ = ["MAX_SLICE", "Ticket", "UploadRefused", "begin", "clean_name", "discard", "limit", "local_copy", "receive"]
+__all__ = [
+    "MAX_SLICE",
+    "Ticket",
+    "UploadRefused",
+    "begin",
+    "clean_name",
+    "discard",
+    "limit",
+    "local_copy",
+    "receive",
+    "sweep",
+]

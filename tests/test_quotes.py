@@ -10,6 +10,8 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
-from musicgpt_mcp import quotes
+from musicgpt_mcp import quotes, uploads
 from musicgpt_mcp.sandbox import Sandbox
 
 from .conftest import connect, make_settings, renders_apps, wav_bytes
@@ -263,6 +265,27 @@ async def test_uploads_are_checked_like_any_file(sandbox: Sandbox, tmp_path: Pat
     assert huge.is_error and "through the view" in text_of(huge)
     assert refused is not None and "'song.wav' does not look like an audio file" in refused
     assert "/uploads/" not in refused  # the server's own folder is not the user's business
+    assert posts(sandbox) == []
+
+
+async def test_a_declined_or_lapsed_song_is_not_kept_on_the_server(sandbox: Sandbox) -> None:
+    settings = make_settings(sandbox)
+    assert settings.state_dir is not None
+    folder = settings.state_dir / "uploads"
+    async with connect(settings, **renders_apps()) as client:
+        ticket = dict((await client.call_tool("extract_stems", {})).meta or {})[UPLOAD]
+        offer = offer_of(await upload(client, ticket, wav_bytes(1.0)))
+        kept = sorted(p.name for p in folder.iterdir())
+        await client.call_tool("confirm_extraction", {"quote": offer["id"], "approval": offer["approval"],
+                                                      "decision": "cancel"})  # fmt: skip
+        after_cancel = sorted(p.name for p in folder.iterdir())
+        stale, fresh = folder / "0123abcd.wav", folder / "4567ef01.wav"
+        stale.write_bytes(b"old"), fresh.write_bytes(b"new")
+        os.utime(stale, (time.time() - 2 * uploads.UPLOAD_TTL,) * 2)
+        await client.call_tool("extract_stems", {})  # the next upload sweeps what lapsed
+    assert kept == [f"{ticket['id']}.wav"]  # the checked copy of the song, named by the server
+    assert after_cancel == []
+    assert not stale.exists() and fresh.exists()
     assert posts(sandbox) == []
 
 

@@ -9,12 +9,12 @@ from typing import Annotated, Literal
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from .. import player, quotes, summaries
+from .. import player, quotes, summaries, uploads
 from ..models import ExtractionSubmitted
 from .args import CurrentCall, result
 from .extract_stems import submitted_model
 from .spec import ToolSpec
-from .studio import send
+from .studio import send, upload_folder
 
 DESCRIPTION = """\
 For the stem view (not for the model): the user's answer to a quote extract_stems made. approve sends the \
@@ -33,6 +33,8 @@ async def confirm_extraction(
     key = call.accounts.view_key()
     if decision == "cancel":
         cancelled = await quotes.cancel(ledger, key, call.owner, quote, approval)
+        if cancelled.spec.get("upload"):  # the user's song is not kept for a job they declined
+            await uploads.discard(ledger, str(cancelled.spec["upload"]), upload_folder(call))
         request = quotes.request_of(cancelled)
         model = ExtractionSubmitted(
             state="cancelled",

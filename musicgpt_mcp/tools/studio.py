@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
 from mcp.types import CallToolResult
 
 from .. import quotes, submission, summaries, uploads
@@ -72,6 +73,7 @@ def quoted(model: ExtractionSubmitted, meta: dict[str, Any]) -> CallToolResult:
 async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> CallToolResult:
     """No song named, in a host that shows the view: the view asks the user for one, and uploads it."""
     spec = {"stems": list(request.stems), "options": list(request.options), "force_new": force_new}
+    await anyio.to_thread.run_sync(uploads.sweep, upload_folder(call), time.time())
     ticket = await uploads.begin(
         await call.ledger(), call.accounts.view_key(), call.owner, spec, time.time(), UPLOADS_PER_HOUR
     )
