@@ -39,6 +39,13 @@ def posts(sandbox: Sandbox) -> list[Any]:
     return [s for s in sandbox.state.submits() if s.complete]
 
 
+def long_strings(value: Any, at_least: int = 16) -> set[str]:
+    if isinstance(value, str):
+        return {value} if len(value) >= at_least else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return set().union(set(), *(long_strings(item, at_least) for item in items))
+
+
 def offer_of(result: Any) -> dict[str, Any]:
     assert not result.is_error, text_of(result)
     return dict((result.meta or {})[QUOTE])
@@ -58,6 +65,7 @@ async def test_an_apps_host_that_cannot_ask_gets_a_quote_and_nothing_is_sent(san
     # What only the view gets never reaches what the model reads.
     seen = text_of(quoted) + json.dumps(quoted.structured_content)
     assert offer["approval"] not in seen and offer["id"] not in seen
+    assert [s for s in long_strings(quoted.meta) if s in seen] == []  # nothing of the view's _meta at all
     assert "Audio: https://example.com/song.mp3 (MusicGPT fetches it)" in offer["question"]
     # An identical call, with force_new or not, is the same quote.
     assert offer_of(again)["id"] == offer_of(forced)["id"] == offer["id"]
@@ -236,6 +244,8 @@ async def test_a_song_picked_in_the_view_is_sent_once_approved(sandbox: Sandbox)
         first = await client.call_tool("confirm_extraction", {"quote": offer["id"], "approval": offer["approval"]})
         second = await client.call_tool("confirm_extraction", {"quote": offer["id"], "approval": offer["approval"]})
     assert structured(asked)["state"] == "awaiting_audio" and "they pick or drop a file there" in text_of(asked)
+    seen = text_of(asked) + json.dumps(asked.structured_content)
+    assert [s for s in long_strings(asked.meta) if s in seen] == []
     assert ticket["ticket"] not in text_of(asked) + json.dumps(asked.structured_content)
     job = structured(done)["job"]
     assert job["state"] == "awaiting_approval" and job["source"] == "My Take.wav" and job["source_type"] == "upload"

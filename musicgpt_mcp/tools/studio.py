@@ -60,7 +60,8 @@ async def quote(
         reused=False,
         expires_at=iso(shown.expires_at),
     )
-    meta = {"id": shown.id, "approval": offer.approval, "expires_at": model.expires_at, "question": question}
+    # Nothing here repeats what the model reads (expires_at is in the structured result, which the view has too).
+    meta = {"id": shown.id, "approval": offer.approval, "question": question}
     return model, {QUOTE_META: meta}
 
 
@@ -96,7 +97,6 @@ async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> Cal
         "ticket": ticket.ticket,
         "max_bytes": uploads.limit(call.settings.max_upload_bytes),
         "slice_bytes": uploads.MAX_SLICE,
-        "expires_at": model.expires_at,
     }
     reply = result(summaries.awaiting(model), model)
     reply.meta = {UPLOAD_META: meta}
