@@ -59,7 +59,8 @@ async def quote(
         reused=False,
         expires_at=iso(shown.expires_at),
     )
-    meta = {"id": shown.id, "approval": offer.approval, "expires_at": model.expires_at, "question": question}
+    # Only what the model must not read: nothing in _meta repeats what it reads (the expiry is in structuredContent).
+    meta = {"id": shown.id, "approval": offer.approval, "question": question}
     return model, {QUOTE_META: meta}
 
 
@@ -94,7 +95,6 @@ async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> Cal
         "ticket": ticket.ticket,
         "max_bytes": uploads.limit(call.settings.max_upload_bytes),
         "slice_bytes": uploads.MAX_SLICE,
-        "expires_at": model.expires_at,
     }
     reply = result(summaries.awaiting(model), model)
     reply.meta = {UPLOAD_META: meta}
