@@ -286,6 +286,7 @@ async def test_an_expired_quote_says_so_and_pays_nothing(
     async with studio_client(sandbox) as client, open_host(client, browser) as host:
         quoted = await client.call_tool("extract_stems", args)
         view = await host.render(args, quoted, capabilities=CLAUDE_LIKE)
+        await host.until("s.phase === 'quote' || s.phase === 'expired'", timeout=10_000)
         assert URL in await view.locator("#quote").inner_text()
         await host.until("s.phase === 'expired'", timeout=15_000)
         status = (await host.state())["status"]
@@ -315,7 +316,7 @@ async def test_cancel_in_one_view_and_the_other_shows_why_it_cannot_approve(sand
         await one.until("s.phase === 'cancelled'", timeout=10_000)
         assert (await one.state())["status"] == "Cancelled: nothing was submitted and nothing was spent."
         assert await one.view.get_by_role("button", name=APPROVE).is_disabled()
-        [context] = one.asked("ui/update-model-context")
+        [context] = await until_asked(one, "ui/update-model-context")
         assert "cancelled" in json.dumps(context) and [s for s in hidden if s in json.dumps(context)] == []
 
         await two.view.get_by_role("button", name=APPROVE).click()
@@ -426,3 +427,22 @@ async def test_without_download_file_the_view_saves_through_the_server(
         assert (folder / f"{stem}.mp3").read_bytes() == stem_mp3(sandbox.state.stem_seconds, STEMS.index(stem))
     assert host.view_calls().count("download_stems") == 1
     assert task_id in json.dumps(host.asked("ui/update-model-context"))
+
+
+async def test_with_confirm_never_a_picked_song_is_sent_at_once_and_followed(
+    sandbox: Sandbox, browser: Any, tmp_path: Path
+) -> None:
+    sandbox.state.eta = 1
+    song = tmp_path / "Demo.wav"
+    song.write_bytes(wav_tone(2.0, 440.0))
+    async with studio_client(sandbox, confirm="never") as client, open_host(client, browser) as host:
+        view = await host.show("extract_stems", {"stems": ["vocals"]}, capabilities=CLAUDE_LIKE)
+        await host.until("s.phase === 'picking'", timeout=10_000)
+        await view.locator("input[type=file]").set_input_files(str(song))
+        await host.until("s.phase === 'ready'")
+        [context, *_] = await until_asked(host, "ui/update-model-context")
+        task_id = (await host.state())["taskId"]
+    assert "confirm_extraction" not in host.view_calls()  # nobody was asked: no quote to approve
+    [post] = posts(sandbox)
+    assert post.files[0].filename == "Demo.wav" and task_id in sandbox.state.jobs
+    assert context["content"][0]["text"].startswith("The user picked Demo.wav in the stem view: it was submitted.")
