@@ -166,15 +166,29 @@ class Host:
     console: list[str] = field(default_factory=list)
     view: Any = None
 
-    async def show(self, tool: str, arguments: dict[str, Any], theme: str = "light") -> Any:
+    async def show(
+        self, tool: str, arguments: dict[str, Any], theme: str = "light", capabilities: dict[str, Any] | None = None
+    ) -> Any:
         """Call `tool` as the model would, then render the view with its input and result."""
         result = await self.client.call_tool(tool, arguments)
+        return await self.render(arguments, result, theme, capabilities)
+
+    async def render(
+        self,
+        arguments: dict[str, Any],
+        result: CallToolResult,
+        theme: str = "light",
+        capabilities: dict[str, Any] | None = None,
+    ) -> Any:
+        """Render the view for a tool call already made, with the host capabilities given (beside tools and
+        resources): e.g. {"downloadFile": {}, "updateModelContext": {"text": {}}, "message": {"text": {}}}."""
         await self.page.evaluate(
             "args => window.renderView(args)",
             {
                 "viewUrl": self.server.view_url,
                 "toolInput": arguments,
                 "toolResult": wire(result),
+                "capabilities": capabilities or {},
                 "hostContext": {
                     "theme": theme,
                     "displayMode": "inline",
@@ -200,6 +214,10 @@ class Host:
     def view_calls(self) -> list[str]:
         return [str(params.get("name", method)) for method, params in self.calls]
 
+    def asked(self, method: str) -> list[dict[str, Any]]:
+        """The params of every `method` request the view sent the host (ui/download-file, ...)."""
+        return [params for m, params in self.calls if m == method]
+
 
 def wire(result: CallToolResult) -> dict[str, Any]:
     return result.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -210,9 +228,9 @@ def anyio_backend() -> str:
     return "asyncio"  # module-wide, so one browser serves every test here
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    """One Chromium for the module (each test gets a fresh context: its own profile, no shared state)."""
+@asynccontextmanager
+async def launch_browser() -> AsyncIterator[Any]:
+    """Headless Chromium, driven by Playwright."""
     executable = chromium()
     from playwright.async_api import async_playwright
 
@@ -223,6 +241,13 @@ async def browser() -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """One Chromium for the module (each test gets a fresh context: its own profile, no shared state)."""
+    async with launch_browser() as launched:
+        yield launched
 
 
 @asynccontextmanager
@@ -264,9 +289,15 @@ def relay(host: Host) -> Callable[..., Awaitable[dict[str, Any]]]:
         if method == "resources/read":
             read = await host.client.read_resource(params["uri"])
             return read.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if method in HOST_REQUESTS:  # recorded above; a host that saved the file, took the context, posted the message
+            return {}
         raise RuntimeError(f"unsupported: {method}")
 
     return handle
+
+
+# What the view may ask of a host beyond the server's tools and resources (only when the host offers it).
+HOST_REQUESTS = ("ui/download-file", "ui/update-model-context", "ui/message")
 
 
 def apps_client(sandbox: Sandbox, **overrides: Any) -> Client:

@@ -11,12 +11,13 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from musicgpt_mcp import summaries
+from musicgpt_mcp import quotes, summaries
 from musicgpt_mcp.catalog import DEFAULT_STEMS, STEMS
 from musicgpt_mcp.envvars import ENV_VARS
 from musicgpt_mcp.ledger.base import DAY, HOUR
 from musicgpt_mcp.models import ExtractionSubmitted
 from musicgpt_mcp.musicgpt import contract
+from musicgpt_mcp.tools import studio
 from musicgpt_mcp.tools.get_extraction import get_extraction
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,11 +47,15 @@ def backticked_numbers(text: str) -> list[str]:
 CHECKS: dict[str, Callable[[], bool]] = {
     "18": lambda: len(STEMS) - 5 == 18,  # "vocals, drums, bass, guitar, piano and 18 more"
     "3.11": lambda: tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11",
-    "320": lambda: True,  # the bundle's size: tests/test_bundle.py::test_readme_states_the_bundle_size
+    "400": lambda: True,  # the bundle's size: tests/test_bundle.py::test_readme_states_the_bundle_size
     # "uploaded 120 MB of 480 MB": the progress text's shape, as extract_stems writes it.
     "120": lambda: summaries.size(120 * 2**20) == "120.0 MB" and _uploads_say_sent_of_total(),
     "480": lambda: summaries.size(480 * 2**20) == "480.0 MB" and _uploads_say_sent_of_total(),
-    "20": lambda: "about {max(1, round(remaining))} s left" in _source("waiting.py"),
+    # "about 20 s left" (the progress text's shape) and "at most 20 an hour" (uploads from the view)
+    "20": lambda: "about {max(1, round(remaining))} s left" in _source("waiting.py") and studio.UPLOADS_PER_HOUR == 20,
+    "30": lambda: default_of("MUSICGPT_MCP_MAX_JOBS_PER_HOUR") == "30" and quotes.QUOTE_TTL == 30 * 60,
+    # the wait cap's default, and the largest stem the view hands the host as bytes rather than a link
+    "50": lambda: default_of("MUSICGPT_MCP_MAX_WAIT") == "50" and "EMBED_LIMIT = 50 * 1024 * 1024;" in _player(),
     "401": lambda: "MusicGPT rejected the API key (HTTP 401" in _source("musicgpt/errors.py"),
     "24": lambda: default_of("MUSICGPT_MCP_REUSE_HOURS") == "24" and DAY == 24 * HOUR,
     "-1": lambda: "-1 when unknown" in str(ExtractionSubmitted.model_fields["eta"].description),
@@ -60,6 +65,10 @@ CHECKS: dict[str, Callable[[], bool]] = {
 
 def _uploads_say_sent_of_total() -> bool:
     return "uploaded {summaries.size(sent)} of {summaries.size(total)}" in _source("tools/extract_stems.py")
+
+
+def _player() -> str:
+    return _source("player/player.html")
 
 
 def _source(module: str) -> str:
@@ -164,8 +173,7 @@ def anchors(file: Path) -> set[str]:
 
 
 def test_the_reference_states_the_studios_limits() -> None:
-    from musicgpt_mcp import quotes, uploads
-    from musicgpt_mcp.tools import studio
+    from musicgpt_mcp import uploads
 
     text = " ".join((REPO / "docs" / "reference.md").read_text().split())
     assert f"A quote lapses after {round(quotes.QUOTE_TTL / 60)} minutes." in text
