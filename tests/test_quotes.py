@@ -204,6 +204,29 @@ async def test_only_the_caller_who_got_the_quote_can_approve_it(sandbox: Sandbox
     assert [s.authorization for s in posts(sandbox)] == [KEY_A]
 
 
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_studio_works_over_http_in_both_eras(sandbox: Sandbox, mode: str) -> None:
+    """claude.ai connects with the 2025-11-25 handshake (legacy): what it declared rides in the signed session ID,
+    so the stateless server still knows to quote rather than send, and to take a song from the view."""
+    song = wav_bytes(1.0)
+    with serve_http(remote(sandbox)) as server:
+        async with connect_http(server.url, mode=mode, **renders_apps()) as client:
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            quoted = await client.call_tool("extract_stems", {"audio_url": URL})
+            ticket = dict((await client.call_tool("extract_stems", {"stems": ["vocals"]})).meta or {})[UPLOAD]
+            picked = offer_of(await upload(client, ticket, song))
+            offer = offer_of(quoted)
+            approved = await client.call_tool(
+                "confirm_extraction", {"quote": offer["id"], "approval": offer["approval"]}
+            )
+            assert posts(sandbox) and posts(sandbox)[0].fields["audio_url"] == URL
+            sent = await client.call_tool("confirm_extraction", {"quote": picked["id"], "approval": picked["approval"]})
+    assert {"confirm_extraction", "upload_audio"} <= listed
+    assert structured(quoted)["state"] == "awaiting_approval"
+    assert structured(approved)["state"] == structured(sent)["state"] == "submitted"
+    assert len(posts(sandbox)) == 2 and posts(sandbox)[1].files[0].sha256 == hashlib.sha256(song).hexdigest()
+
+
 async def test_a_quote_made_on_one_replica_is_approved_on_another(sandbox: Sandbox, postgres_url: str) -> None:
     base = remote(sandbox)
     settings = dataclasses.replace(base, remote=dataclasses.replace(base.remote, database_url=SecretStr(postgres_url)))
