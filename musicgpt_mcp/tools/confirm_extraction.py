@@ -14,7 +14,7 @@ from ..models import ExtractionSubmitted
 from .args import CurrentCall, result
 from .extract_stems import submitted_model
 from .spec import ToolSpec
-from .studio import send, upload_folder
+from .studio import send, unsent, upload_folder
 
 DESCRIPTION = """\
 For the stem view (not for the model): the user's answer to a quote extract_stems made. approve sends the \
@@ -36,19 +36,7 @@ async def confirm_extraction(
         if cancelled.spec.get("upload"):  # the user's song is not kept for a job they declined
             await uploads.discard(ledger, str(cancelled.spec["upload"]), upload_folder(call))
         request = quotes.request_of(cancelled)
-        model = ExtractionSubmitted(
-            state="cancelled",
-            task_id=None,
-            conversion_id=None,
-            eta=-1,
-            credit_estimate=None,
-            stems=list(request.stems),  # type: ignore[arg-type] # catalog names, checked when quoted
-            preprocessing_options=list(request.options),  # type: ignore[arg-type]
-            source=request.source_name,
-            source_type=request.source_kind,
-            submitted_at=None,
-            reused=False,
-        )
+        model = unsent("cancelled", request, request.source_kind)
         return result(f"The user cancelled the quote for {request.source_name}: nothing was submitted.", model)
     outcome = await quotes.approve(ledger, key, call.owner, quote, approval, lambda q: send(call, q))
     submitted = submitted_model(outcome.job, outcome.reused, time.time())

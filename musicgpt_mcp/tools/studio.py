@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio
 from mcp.types import CallToolResult
@@ -37,6 +37,29 @@ def upload_folder(call: Call) -> Path:
     return (call.settings.state_dir or default_state_dir()) / "uploads"
 
 
+def unsent(
+    state: Literal["awaiting_approval", "awaiting_audio", "cancelled"],
+    request: JobRequest,
+    source_type: str | None,
+    expires_at: float | None = None,
+) -> ExtractionSubmitted:
+    """The result of a call that sent nothing to MusicGPT (yet): no task, no cost, what would be split."""
+    return ExtractionSubmitted(
+        state=state,
+        task_id=None,
+        conversion_id=None,
+        eta=-1,
+        credit_estimate=None,
+        stems=list(request.stems),  # type: ignore[arg-type] # catalog names, checked by the plan
+        preprocessing_options=list(request.options),  # type: ignore[arg-type]
+        source=request.source_name if source_type else None,
+        source_type=source_type,  # type: ignore[arg-type]
+        submitted_at=None,
+        reused=False,
+        expires_at=iso(expires_at) if expires_at is not None else None,
+    )
+
+
 async def quote(
     call: Call, request: JobRequest, extraction: ExtractionRequest, force_new: bool, question: str, upload: str = ""
 ) -> tuple[ExtractionSubmitted, dict[str, Any]]:
@@ -46,20 +69,7 @@ async def quote(
         spec.update(file=None, upload=upload)  # any replica makes its own copy from the ledger when approved
     offer = await quotes.offer(await call.ledger(), call.accounts.view_key(), request, spec, time.time())
     shown = offer.quote
-    model = ExtractionSubmitted(
-        state="awaiting_approval",
-        task_id=None,
-        conversion_id=None,
-        eta=-1,
-        credit_estimate=None,
-        stems=list(request.stems),  # type: ignore[arg-type] # catalog names, checked by the plan
-        preprocessing_options=list(request.options),  # type: ignore[arg-type]
-        source=request.source_name,
-        source_type="upload" if upload else request.source_kind,
-        submitted_at=None,
-        reused=False,
-        expires_at=iso(shown.expires_at),
-    )
+    model = unsent("awaiting_approval", request, "upload" if upload else request.source_kind, shown.expires_at)
     # Nothing here repeats what the model reads (expires_at is in the structured result, which the view has too).
     meta = {"id": shown.id, "approval": offer.approval, "question": question}
     return model, {QUOTE_META: meta}
@@ -78,20 +88,7 @@ async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> Cal
     ticket = await uploads.begin(
         await call.ledger(), call.accounts.view_key(), call.owner, spec, time.time(), UPLOADS_PER_HOUR
     )
-    model = ExtractionSubmitted(
-        state="awaiting_audio",
-        task_id=None,
-        conversion_id=None,
-        eta=-1,
-        credit_estimate=None,
-        stems=list(request.stems),  # type: ignore[arg-type]
-        preprocessing_options=list(request.options),  # type: ignore[arg-type]
-        source=None,
-        source_type=None,
-        submitted_at=None,
-        reused=False,
-        expires_at=iso(ticket.upload.expires_at),
-    )
+    model = unsent("awaiting_audio", request, None, ticket.upload.expires_at)
     meta = {
         "id": ticket.upload.id,
         "ticket": ticket.ticket,
