@@ -15,7 +15,20 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from . import __version__, answers, clients, completions, downloads, logs, player, prompts, resources, signals, tools
+from . import (
+    __version__,
+    answers,
+    clients,
+    completions,
+    downloads,
+    janitor,
+    logs,
+    player,
+    prompts,
+    resources,
+    signals,
+    tools,
+)
 from .accounts import Accounts
 from .config import ConfigError, Settings
 from .musicgpt import MusicGPTClient, Pools
@@ -92,7 +105,8 @@ def lifespan(
         try:
             async with signals.open_signals(url.get_secret_value() if url is not None else None) as hub:
                 state.signals = hub
-                yield state
+                async with janitor.running(state):
+                    yield state
         finally:
             await state.close()
             assert state.client is not None

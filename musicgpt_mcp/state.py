@@ -52,6 +52,11 @@ class LedgerHandle:
                     self._error = exc
             return self._ledger
 
+    @property
+    def opened(self) -> Ledger | None:
+        """The ledger if a call has opened it already; never opens it."""
+        return self._ledger
+
     async def require(self) -> Ledger:
         """The ledger, or the LedgerError that says why it cannot be used and what to do."""
         ledger = await self.get()

@@ -15,14 +15,17 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import anyio
 
+from . import quotes
 from .failures import Failure
 from .files import AUDIO_CONTENT_TYPES, AllowedDirs, FileRefused, check_audio_file, shown_path
 from .ledger import Ledger
@@ -32,13 +35,18 @@ from .ledger.studio import (
     complete_upload,
     delete_upload,
     find_upload,
+    forget_lapsed_uploads,
     open_upload,
     upload_chunks,
 )
 from .musicgpt.multipart import FilePart
 from .quotes import token, valid
 
+log = logging.getLogger(__name__)
+
 UPLOAD_TTL: Final = 60 * 60.0
+# A whole song is kept as long as the quote made for it stands, and this much more for an approval in flight.
+APPROVAL_MARGIN = 60.0
 # A slice per call: 512 KiB is about 700 KB of base64 in one message, within any host's limits.
 MAX_SLICE: Final = 512 * 1024
 # Songs sent through the view are kept in the ledger until their job is accepted; a bound on that, whatever the
@@ -127,7 +135,7 @@ async def local_copy(ledger: Ledger, upload: Upload, folder: Path, max_bytes: in
     path = folder / f"{upload.id}{suffix if suffix in AUDIO_CONTENT_TYPES else '.audio'}"
     digest = await _materialize(ledger, upload, path)
     if upload.sha256 is None:
-        await complete_upload(ledger, upload.id, digest)
+        await complete_upload(ledger, upload.id, digest, time.time() + kept_whole())
     elif digest != upload.sha256:
         await anyio.to_thread.run_sync(_remove, path)
         raise UploadRefused("The uploaded song could not be read back intact; upload it again.")
@@ -177,13 +185,26 @@ async def discard(ledger: Ledger, upload_id: str, folder: Path) -> None:
         await anyio.to_thread.run_sync(_remove, path)
 
 
+async def tidy(ledger: Ledger, folder: Path, now: float) -> None:
+    """Forget uploads that lapsed (their quote expired, or the song never arrived whole): a song the user never
+    approved is kept neither in the ledger nor on the server's disk."""
+    forgotten = await forget_lapsed_uploads(ledger, now)
+    if forgotten:
+        log.info("forgot %d lapsed upload(s) from the stem view", forgotten)
+    await anyio.to_thread.run_sync(sweep, folder, now)
+
+
+def kept_whole() -> float:
+    return quotes.QUOTE_TTL + APPROVAL_MARGIN
+
+
 def sweep(folder: Path, now: float) -> None:
-    """Remove this process's copies of songs whose upload has lapsed (the ledger forgets their slices when the
-    next upload opens): a song the user never approved is not kept on the server's disk."""
+    """Remove this process's copies of songs older than a whole song is kept: a copy is made only once the song
+    is whole (and again to send it), so an older one belongs to an upload that lapsed, here or on a replica."""
     with contextlib.suppress(FileNotFoundError):
         for path in folder.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if path.is_file() and path.stat().st_mtime < now - UPLOAD_TTL:
+                if path.is_file() and path.stat().st_mtime < now - kept_whole():
                     path.unlink()
 
 

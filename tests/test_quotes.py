@@ -7,10 +7,12 @@ view is handed: the result's _meta). The view itself, in a browser, is tests/tes
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
-from musicgpt_mcp import quotes, uploads
+from musicgpt_mcp import janitor, quotes, uploads
 from musicgpt_mcp.sandbox import Sandbox
 
 from .conftest import connect, make_settings, renders_apps, wav_bytes
@@ -320,6 +322,33 @@ async def test_a_declined_or_lapsed_song_is_not_kept_on_the_server(sandbox: Sand
     assert after_cancel == []
     assert not stale.exists() and fresh.exists()
     assert posts(sandbox) == []
+
+
+async def test_a_song_nobody_approved_is_forgotten_when_its_quote_lapses(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even if nobody uses the view again: the server's housekeeping forgets the upload (ledger and disk)."""
+    monkeypatch.setattr(quotes, "QUOTE_TTL", 0.5)
+    monkeypatch.setattr(uploads, "APPROVAL_MARGIN", 0.0)
+    monkeypatch.setattr(janitor, "EVERY", 0.2)
+    settings = make_settings(sandbox)
+    assert settings.state_dir is not None
+    folder, ledger = settings.state_dir / "uploads", settings.state_dir / "ledger.sqlite3"
+
+    def stored() -> int:
+        with contextlib.closing(sqlite3.connect(ledger)) as db:
+            return int(db.execute("SELECT count(*) FROM upload_chunks").fetchone()[0])
+
+    async with connect(settings, **renders_apps()) as client:
+        ticket = dict((await client.call_tool("extract_stems", {})).meta or {})[UPLOAD]
+        offer = offer_of(await upload(client, ticket, wav_bytes(1.0), size=16384))
+        before = (stored(), sorted(p.name for p in folder.iterdir()))
+        await anyio.sleep(1.5)
+        after = (stored(), sorted(p.name for p in folder.iterdir()))
+        late = await client.call_tool("confirm_extraction", {"quote": offer["id"], "approval": offer["approval"]})
+    assert before[0] > 1 and before[1] == [f"{ticket['id']}.wav"]
+    assert after == (0, [])
+    assert late.is_error and posts(sandbox) == []
 
 
 async def test_the_same_song_uploaded_twice_is_one_job(sandbox: Sandbox) -> None:

@@ -215,10 +215,19 @@ async def append_upload(
     return done[0].rowcount == 1 and done[1].rowcount == 1
 
 
-async def complete_upload(ledger: Runner, upload_id: str, sha256: str) -> None:
+async def complete_upload(ledger: Runner, upload_id: str, sha256: str, keep_until: float) -> None:
+    """The whole song is here: kept until `keep_until`, as long as the quote made for it stands."""
     sql = ledger.dialect.render
-    statement = sql("UPDATE {uploads} SET state = 'complete', sha256 = ? WHERE id = ? AND received = total_bytes")
-    await ledger.run_steps([Step(statement, (sha256, upload_id))])
+    statement = sql(
+        "UPDATE {uploads} SET state = 'complete', sha256 = ?, expires_at = ? WHERE id = ? AND received = total_bytes"
+    )
+    await ledger.run_steps([Step(statement, (sha256, keep_until, upload_id))])
+
+
+async def forget_lapsed_uploads(ledger: Runner, now: float) -> int:
+    """Delete every upload (and its slices) that has lapsed; how many there were."""
+    statement = ledger.dialect.render("DELETE FROM {uploads} WHERE expires_at <= ?")
+    return int((await ledger.run_steps([Step(statement, (now,))]))[0].rowcount)
 
 
 async def upload_chunks(ledger: Runner, upload_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
@@ -251,6 +260,7 @@ __all__ = [
     "delete_upload",
     "find_quote",
     "find_upload",
+    "forget_lapsed_uploads",
     "open_quote",
     "open_upload",
     "set_quote",

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import anyio
 from mcp.types import CallToolResult
 
 from .. import quotes, submission, summaries, uploads
 from ..call import Call
-from ..config import default_state_dir
+from ..config import Settings, default_state_dir
 from ..ledger import JobRequest
 from ..ledger.base import iso
 from ..ledger.studio import Quote, find_upload, set_quote
@@ -33,8 +32,12 @@ UPLOADS_PER_HOUR: Final = 20
 
 
 def upload_folder(call: Call) -> Path:
+    return uploads_in(call.settings)
+
+
+def uploads_in(settings: Settings) -> Path:
     """Where this process keeps its copies of uploaded songs: private, in the state folder."""
-    return (call.settings.state_dir or default_state_dir()) / "uploads"
+    return (settings.state_dir or default_state_dir()) / "uploads"
 
 
 def unsent(
@@ -84,10 +87,9 @@ def quoted(model: ExtractionSubmitted, meta: dict[str, Any]) -> CallToolResult:
 async def ask_for_audio(call: Call, request: JobRequest, force_new: bool) -> CallToolResult:
     """No song named, in a host that shows the view: the view asks the user for one, and uploads it."""
     spec = {"stems": list(request.stems), "options": list(request.options), "force_new": force_new}
-    await anyio.to_thread.run_sync(uploads.sweep, upload_folder(call), time.time())
-    ticket = await uploads.begin(
-        await call.ledger(), call.accounts.view_key(), call.owner, spec, time.time(), UPLOADS_PER_HOUR
-    )
+    ledger = await call.ledger()
+    await uploads.tidy(ledger, upload_folder(call), time.time())
+    ticket = await uploads.begin(ledger, call.accounts.view_key(), call.owner, spec, time.time(), UPLOADS_PER_HOUR)
     model = unsent("awaiting_audio", request, None, ticket.upload.expires_at)
     meta = {
         "id": ticket.upload.id,
