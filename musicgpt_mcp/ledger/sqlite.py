@@ -6,8 +6,9 @@ instead of failing; `BEGIN IMMEDIATE` takes the write lock before reading, so ch
 one atomic step across processes. Every call runs in a worker thread: a blocked lock must never
 freeze the event loop.
 
-This module holds what only SQLite says: its file (created private, moved aside when damaged), its schema and
-migrations, its transactions, and the few statements PostgreSQL words differently. The statements both engines
+This module holds what only SQLite says: its file (created private, moved aside when damaged), how its schema is
+migrated (the migrations themselves are sqlite_schema.py's), its transactions, and the few statements PostgreSQL
+words differently. The statements both engines
 run are sql.py's, and the values they bind and the rows they read are codec.py's.
 """
 
@@ -31,85 +32,12 @@ from .codec import key_values, stored, with_downloads
 from .errors import LedgerError
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
 from .sql import Dialect, Statements
+from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 FILE_NAME: Final = "ledger.sqlite3"
 BUSY_TIMEOUT_MS: Final = 15_000
-
-# Each entry moves the schema one version up; `PRAGMA user_version` says how far a file has come.
-# Never edit an entry once released: add one.
-MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY,
-        owner TEXT NOT NULL,
-        account TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('submitting', 'submitted', 'unknown')),
-        task_id TEXT,
-        conversion_id TEXT,
-        submitted_at REAL NOT NULL,
-        heartbeat_at REAL,
-        source_kind TEXT NOT NULL,
-        source_name TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        stems TEXT NOT NULL,
-        stems_key TEXT NOT NULL,
-        options TEXT NOT NULL,
-        options_key TEXT NOT NULL,
-        eta INTEGER,
-        credit_estimate REAL,
-        status TEXT,
-        status_message TEXT,
-        conversion_cost REAL,
-        finished_at REAL,
-        stem_urls TEXT,
-        note TEXT
-    );
-    CREATE INDEX jobs_by_request ON jobs (owner, account, fingerprint, stems_key, options_key, submitted_at);
-    CREATE INDEX jobs_by_owner_time ON jobs (owner, submitted_at);
-    CREATE INDEX jobs_by_task ON jobs (task_id);
-    CREATE TABLE downloads (
-        id INTEGER PRIMARY KEY,
-        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-        stem TEXT NOT NULL,
-        path TEXT NOT NULL,
-        format TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
-        at REAL NOT NULL
-    );
-    CREATE INDEX downloads_by_job ON downloads (job_id);
-    CREATE TABLE fingerprints (
-        dev INTEGER NOT NULL,
-        ino INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        PRIMARY KEY (dev, ino)
-    );
-    """,
-    # 2: what a claim counts against the daily credit limit until MusicGPT states a figure. Jobs recorded before
-    # it count at the documented assumption (1.5 a stem, 0.5 a clean-up option), never as free.
-    """
-    ALTER TABLE jobs ADD COLUMN reserved REAL;
-    UPDATE jobs SET reserved = 1.5 * json_array_length(stems) + 0.5 * json_array_length(options)
-    """,
-    # 3: consent answers already spent on a submission (a digest of the sealed state that carried each).
-    """
-    CREATE TABLE answers (token TEXT PRIMARY KEY, spent_at REAL NOT NULL);
-    CREATE INDEX answers_by_time ON answers (spent_at)
-    """,
-    # 4: a cached hash holds only while the ctime is the one it was taken at too (base.FileKey says why).
-    # Rows from before have none, so they never match and the file is hashed once more.
-    """
-    ALTER TABLE fingerprints ADD COLUMN ctime_ns INTEGER;
-    """,
-    # 5: the hash of each saved stem, so a repeated download_stems can skip a file still on disk as saved.
-    """
-    ALTER TABLE downloads ADD COLUMN sha256 TEXT;
-    """,
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 T = TypeVar("T")
 

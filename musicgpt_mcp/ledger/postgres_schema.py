@@ -1,0 +1,92 @@
+"""The PostgreSQL ledger's schema, as the migrations that build it: numbered statements, recorded one row per
+version in `musicgpt_mcp_schema` (postgres.py runs them under a lock). A release only adds to the schema: replicas
+of the previous release keep running on it during a rolling upgrade."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Each entry moves the schema one version up. Never edit an entry once released: add one.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE musicgpt_mcp_jobs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        owner text NOT NULL,
+        account text NOT NULL,
+        state text NOT NULL CHECK (state IN ('submitting', 'submitted', 'unknown')),
+        task_id text,
+        conversion_id text,
+        submitted_at double precision NOT NULL,
+        heartbeat_at double precision,
+        source_kind text NOT NULL,
+        source_name text NOT NULL,
+        fingerprint text NOT NULL,
+        stems text[] NOT NULL,
+        stems_key text NOT NULL,
+        options text[] NOT NULL,
+        options_key text NOT NULL,
+        eta integer,
+        credit_estimate double precision,
+        status text,
+        status_message text,
+        conversion_cost double precision,
+        finished_at double precision,
+        stem_urls text,
+        note text
+    );
+    CREATE INDEX musicgpt_mcp_jobs_by_request
+        ON musicgpt_mcp_jobs (owner, account, fingerprint, stems_key, options_key, submitted_at);
+    CREATE INDEX musicgpt_mcp_jobs_by_owner_time ON musicgpt_mcp_jobs (owner, submitted_at);
+    CREATE INDEX musicgpt_mcp_jobs_by_owner_task ON musicgpt_mcp_jobs (owner, task_id);
+    CREATE TABLE musicgpt_mcp_downloads (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_id bigint NOT NULL REFERENCES musicgpt_mcp_jobs (id) ON DELETE CASCADE,
+        stem text NOT NULL,
+        path text NOT NULL,
+        format text NOT NULL,
+        bytes bigint NOT NULL,
+        at double precision NOT NULL
+    );
+    CREATE INDEX musicgpt_mcp_downloads_by_job ON musicgpt_mcp_downloads (job_id);
+    -- Keyed by host too: device and inode numbers mean nothing on another machine.
+    CREATE TABLE musicgpt_mcp_fingerprints (
+        host text NOT NULL,
+        dev bigint NOT NULL,
+        ino bigint NOT NULL,
+        size bigint NOT NULL,
+        mtime_ns bigint NOT NULL,
+        sha256 text NOT NULL,
+        PRIMARY KEY (host, dev, ino)
+    );
+    -- One row per call counted by a PostgresRateLimiter, pruned as the window slides.
+    CREATE TABLE musicgpt_mcp_rate_calls (
+        bucket text NOT NULL,
+        at double precision NOT NULL
+    );
+    CREATE INDEX musicgpt_mcp_rate_calls_by_bucket ON musicgpt_mcp_rate_calls (bucket, at);
+    """,
+    # 2: what a claim counts against the daily credit limit until MusicGPT states a figure. Jobs recorded before
+    # it count at the documented assumption (1.5 a stem, 0.5 a clean-up option), never as free.
+    """
+    ALTER TABLE musicgpt_mcp_jobs ADD COLUMN reserved double precision;
+    UPDATE musicgpt_mcp_jobs
+        SET reserved = 1.5 * coalesce(array_length(stems, 1), 0) + 0.5 * coalesce(array_length(options, 1), 0);
+    """,
+    # 3: consent answers already spent on a submission (a digest of the sealed state that carried each).
+    """
+    CREATE TABLE musicgpt_mcp_answers (token text PRIMARY KEY, spent_at double precision NOT NULL);
+    CREATE INDEX musicgpt_mcp_answers_by_time ON musicgpt_mcp_answers (spent_at);
+    """,
+    # 4: a cached hash holds only while the ctime is the one it was taken at too (base.FileKey says why).
+    # Rows from before have none, so they never match. A replica of the previous release, during a rolling
+    # upgrade, updates a row's hash without its ctime_ns: that leaves an older ctime behind, which a
+    # file's current ctime never equals again, so it is a miss, never a wrong hash.
+    """
+    ALTER TABLE musicgpt_mcp_fingerprints ADD COLUMN ctime_ns bigint;
+    """,
+    # 5: the hash of each saved stem, so a repeated download_stems can skip a file still on disk as saved.
+    """
+    ALTER TABLE musicgpt_mcp_downloads ADD COLUMN sha256 text;
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
