@@ -104,6 +104,13 @@ class Job:
     wav_urls: dict[str, str]
     note: str | None
     downloads: tuple[Download, ...] = field(default=())
+    # The server's own webhook (hooks.py): whether the submit carried it; when an authentic delivery last came
+    # for the unfinished job; and its shared status read (watching.py): when one was last taken, and until when
+    # its taker may finish it before another waiter may take the next.
+    server_webhook: bool = False
+    delivered_at: float | None = None
+    read_at: float | None = None
+    reading_until: float | None = None
 
     @property
     def credits(self) -> float | None:
@@ -182,6 +189,8 @@ class Accepted:
     conversion_id: str | None
     eta: int
     credit_estimate: float | None
+    # Whether the submit carried the server's own webhook, so the job's waiters wait for its delivery.
+    server_webhook: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +293,27 @@ class Ledger(Protocol):
     async def cached_fingerprint(self, key: FileKey) -> str | None: ...
 
     async def remember_fingerprint(self, key: FileKey, digest: str) -> None: ...
+
+    # --- the server's webhook and the job's shared status read (hooks.py, watching.py) ---
+
+    async def delivered(self, job_id: int, now: float) -> Job | None:
+        """Note that an authentic delivery came for job `job_id` at `now`, unless the job is known to have finished
+        (a repeated delivery then changes nothing); the job as it is now, or None when there is no such job."""
+        ...
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        """Take the job's next status read until `until`: True unless another waiter has taken one since the
+        caller saw `seen` as its `read_at`, a reader's hold has not run out, or the job has finished."""
+        ...
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        """Record what the read taken found, seen at `now`, and free the job for the next read."""
+        ...
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
+        """Give back the read taken at `taken` that found nothing (MusicGPT failed, or the waiter was cancelled):
+        `read_at` is `seen` again, as if it had never been taken, unless someone took a read since."""
+        ...
 
 
 def storable(text: str) -> str:

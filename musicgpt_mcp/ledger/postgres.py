@@ -285,6 +285,28 @@ class PostgresLedger:
 
         return await anyio.to_thread.run_sync(first_present) if paths else None
 
+    # --- the server's webhook, and a job's shared status read --------------------------------------------
+
+    async def delivered(self, job_id: int, now: float) -> Job | None:
+        # One transaction, so the row read back is the one this delivery left (another replica may write next).
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(*SQL.delivered(job_id, now))
+            row = await (await conn.execute(*SQL.job_by_id(job_id))).fetchone()
+        return SQL.job(row) if row else None
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        # Under READ COMMITTED a second taker waits for the first's row lock, then finds read_at changed: one wins.
+        async with self._connection() as conn:
+            return (await conn.execute(*SQL.take_read(job_id, seen, now, until))).rowcount == 1
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        async with self._connection() as conn:
+            await conn.execute(*SQL.read_done(job_id, update, now))
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
+        async with self._connection() as conn:
+            await conn.execute(*SQL.read_failed(job_id, taken, seen))
+
     # --- fingerprints -----------------------------------------------------------------------------------
 
     async def cached_fingerprint(self, key: FileKey) -> str | None:

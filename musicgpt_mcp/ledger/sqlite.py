@@ -45,7 +45,6 @@ T = TypeVar("T")
 SQLITE: Final = Dialect(prefix="", mark="?", like="LIKE", store_texts=json.dumps, load_texts=json.loads)
 SQL: Final = Statements(SQLITE)
 # What only SQLite says: its upserts, and an owner's usage one window at a time.
-JOB_BY_ID: Final = SQLITE.render("SELECT {columns} FROM {jobs} WHERE id = ?")
 SPEND_ANSWER: Final = SQLITE.render("INSERT OR IGNORE INTO {answers} (token, spent_at) VALUES (?, ?)")
 JOBS_SINCE: Final = SQLITE.render("SELECT count(*) FROM {jobs} WHERE owner = ? AND {chargeable} AND submitted_at >= ?")
 SPENT_SINCE: Final = SQLITE.render(
@@ -216,7 +215,7 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> Job:
             with _write(conn):
                 conn.execute(*SQL.accepted(job_id, reply))
-                row = conn.execute(JOB_BY_ID, (job_id,)).fetchone()
+                row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
                 if row is None:
                     raise sqlite3.DatabaseError(f"job {job_id} vanished from the ledger")
                 return SQL.job(row)
@@ -289,6 +288,26 @@ class SQLiteLedger:
             return next((Path(r[0]) for r in rows if Path(r[0]).is_file()), None)
 
         return await self._run(run)
+
+    # --- the server's webhook, and a job's shared status read --------------------------------
+
+    async def delivered(self, job_id: int, now: float) -> Job | None:
+        def run(conn: sqlite3.Connection) -> Job | None:
+            with _write(conn):
+                conn.execute(*SQL.delivered(job_id, now))
+                row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
+            return SQL.job(row) if row else None
+
+        return await self._run(run)
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        return await self._run(lambda c: c.execute(*SQL.take_read(job_id, seen, now, until)).rowcount == 1)
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        await self._run(lambda c: c.execute(*SQL.read_done(job_id, update, now)))
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
+        await self._run(lambda c: c.execute(*SQL.read_failed(job_id, taken, seen)))
 
     # --- fingerprints -------------------------------------------------------------------------
 
