@@ -31,17 +31,26 @@ async def test_the_server_webhook_is_recorded_with_the_accepted_job(ledger: Ledg
     hooked_id, polled_id = await hooked(ledger, "task-a"), await hooked(ledger, "task-b", server_webhook=False)
     a, b = await ledger.job("alice", "task-a"), await ledger.job("alice", "task-b")
     assert a is not None and b is not None
-    assert (a.id, a.server_webhook, a.delivered_at, a.read_at, a.reading_until) == (hooked_id, True, None, None, None)
+    assert (a.id, a.server_webhook, a.delivered_at, a.unconfirmed, a.read_at, a.reading_until) == (
+        hooked_id,
+        True,
+        None,
+        False,
+        None,
+        None,
+    )
     assert (b.id, b.server_webhook) == (polled_id, False)
 
 
 async def test_a_delivery_is_noted_until_the_job_is_known_to_have_finished(ledger: Ledger) -> None:
     job_id = await hooked(ledger)
     noted = await ledger.delivered(job_id, T0 + 20)
-    assert noted is not None and noted.delivered_at == T0 + 20 and noted.task_id == "task-h"
-    again = await ledger.delivered(job_id, T0 + 21)
-    assert again is not None and again.delivered_at == T0 + 21
+    assert noted is not None and (noted.delivered_at, noted.unconfirmed, noted.task_id) == (T0 + 20, True, "task-h")
     assert await ledger.take_read(job_id, None, T0 + 21, T0 + 61)
+    taken = await ledger.job("alice", "task-h")
+    assert taken is not None and not taken.unconfirmed  # the read taken answers the delivery
+    again = await ledger.delivered(job_id, T0 + 21)  # a second copy while the read is under way
+    assert again is not None and (again.delivered_at, again.unconfirmed) == (T0 + 21, True)
     await ledger.read_done(job_id, DONE, T0 + 22)
     replayed = await ledger.delivered(job_id, T0 + 500)
     assert replayed is not None
@@ -84,15 +93,16 @@ async def test_a_read_done_frees_the_job_and_a_finished_job_is_never_read_again(
 
 async def test_a_failed_read_is_given_back_unless_someone_took_one_since(ledger: Ledger) -> None:
     job_id = await hooked(ledger)
+    await ledger.delivered(job_id, T0 + 20)
     assert await ledger.take_read(job_id, None, T0 + 20, T0 + 60)
-    await ledger.read_failed(job_id, T0 + 20, None)
+    await ledger.read_failed(job_id, T0 + 20, None, True)
     job = await ledger.job("alice", "task-h")
-    assert job is not None and (job.read_at, job.reading_until) == (None, None)
+    assert job is not None and (job.read_at, job.reading_until, job.unconfirmed) == (None, None, True)
     assert await ledger.take_read(job_id, None, T0 + 21, T0 + 22)
     assert await ledger.take_read(job_id, T0 + 21, T0 + 23, T0 + 63)  # the first hold ran out
-    await ledger.read_failed(job_id, T0 + 21, None)  # too late: the read is the second taker's now
+    await ledger.read_failed(job_id, T0 + 21, None, True)  # too late: the read is the second taker's now
     job = await ledger.job("alice", "task-h")
-    assert job is not None and (job.read_at, job.reading_until) == (T0 + 23, T0 + 63)
+    assert job is not None and (job.read_at, job.reading_until, job.unconfirmed) == (T0 + 23, T0 + 63, False)
 
 
 async def test_a_job_still_being_submitted_is_not_read(ledger: Ledger) -> None:

@@ -105,10 +105,12 @@ class Job:
     note: str | None
     downloads: tuple[Download, ...] = field(default=())
     # The server's own webhook (hooks.py): whether the submit carried it; when an authentic delivery last came
-    # for the unfinished job; and its shared status read (watching.py): when one was last taken, and until when
-    # its taker may finish it before another waiter may take the next.
+    # for the unfinished job, and whether one came that no status read has answered yet (a flag, not a time: the
+    # replicas' clocks need not agree); and its shared status read (watching.py): when one was last taken, and
+    # until when its taker may finish it before another waiter may take the next.
     server_webhook: bool = False
     delivered_at: float | None = None
+    unconfirmed: bool = False
     read_at: float | None = None
     reading_until: float | None = None
 
@@ -297,22 +299,25 @@ class Ledger(Protocol):
     # --- the server's webhook and the job's shared status read (hooks.py, watching.py) ---
 
     async def delivered(self, job_id: int, now: float) -> Job | None:
-        """Note that an authentic delivery came for job `job_id` at `now`, unless the job is known to have finished
-        (a repeated delivery then changes nothing); the job as it is now, or None when there is no such job."""
+        """Note that an authentic delivery came for job `job_id` at `now`, to be confirmed by a status read, unless
+        the job is known to have finished (a repeated delivery then changes nothing); the job as it is now, or None
+        when there is no such job."""
         ...
 
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
-        """Take the job's next status read until `until`: True unless another waiter has taken one since the
-        caller saw `seen` as its `read_at`, a reader's hold has not run out, or the job has finished."""
+        """Take the job's next status read until `until` (it answers every delivery so far): True unless another
+        waiter has taken one since the caller saw `seen` as its `read_at`, a reader's hold has not run out, or
+        the job has finished."""
         ...
 
     async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
         """Record what the read taken found, seen at `now`, and free the job for the next read."""
         ...
 
-    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
         """Give back the read taken at `taken` that found nothing (MusicGPT failed, or the waiter was cancelled):
-        `read_at` is `seen` again, as if it had never been taken, unless someone took a read since."""
+        `read_at` is `seen` again and a delivery it was to confirm (`unconfirmed`, as the taker saw the job) is
+        still to be confirmed, as if it had never been taken, unless someone took a read since."""
         ...
 
 

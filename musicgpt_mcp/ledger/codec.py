@@ -29,7 +29,7 @@ from .base import (
 JOB_COLUMNS: Final = (
     "id, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint, "
     "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note, "
-    "server_webhook, delivered_at, read_at, reading_until"
+    "server_webhook, delivered_at, unconfirmed, read_at, reading_until"
 )
 # A saved stem as every engine reads it, in the order `with_downloads` takes it.
 DOWNLOAD_COLUMNS: Final = "job_id, stem, path, format, bytes, at, sha256"
@@ -43,10 +43,10 @@ LoadTexts = Callable[[Value], Iterable[str]]
 
 
 def job_from_row(row: Row, load: LoadTexts) -> Job:
-    """A `Job` from the first 24 columns of a row read with JOB_COLUMNS (downloads come separately)."""
+    """A `Job` from the first 25 columns of a row read with JOB_COLUMNS (downloads come separately)."""
     (id_, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint) = row[:10]
     (stems, options, eta, credit, status, message, cost, finished, urls, note) = row[10:20]
-    (server_webhook, delivered_at, read_at, reading_until) = row[20:24]
+    (server_webhook, delivered_at, unconfirmed, read_at, reading_until) = row[20:25]
     mp3, wav = loads_urls(urls)
     return Job(
         id=int(id_),
@@ -72,6 +72,7 @@ def job_from_row(row: Row, load: LoadTexts) -> Job:
         note=note,
         server_webhook=bool(server_webhook),
         delivered_at=delivered_at,
+        unconfirmed=bool(unconfirmed),
         read_at=read_at,
         reading_until=reading_until,
     )

@@ -303,9 +303,9 @@ class PostgresLedger:
         async with self._connection() as conn:
             await conn.execute(*SQL.read_done(job_id, update, now))
 
-    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
         async with self._connection() as conn:
-            await conn.execute(*SQL.read_failed(job_id, taken, seen))
+            await conn.execute(*SQL.read_failed(job_id, taken, seen, unconfirmed))
 
     # --- fingerprints -----------------------------------------------------------------------------------
 

@@ -125,17 +125,22 @@ class Statements:
         )
         self._job_by_id = sql("SELECT {columns} FROM {jobs} WHERE id = ?")
         # A delivery for a job known to have finished changes nothing: replaying one is harmless.
-        self._delivered = sql("UPDATE {jobs} SET delivered_at = ? WHERE id = ? AND finished_at IS NULL")
+        self._delivered = sql(
+            "UPDATE {jobs} SET delivered_at = ?, unconfirmed = ? WHERE id = ? AND finished_at IS NULL"
+        )
         # Taken only if nobody took a read since the taker looked (read_at as it saw it), no reader's hold is
         # alive, and the job is still to finish: one read for all its waiters, on every replica.
         self._take_read = sql(
-            "UPDATE {jobs} SET read_at = ?, reading_until = ? WHERE id = ? AND state = 'submitted' "
+            "UPDATE {jobs} SET read_at = ?, reading_until = ?, unconfirmed = ? WHERE id = ? AND state = 'submitted' "
             "AND finished_at IS NULL AND coalesce(reading_until, 0) <= ? AND coalesce(read_at, 0) = ?"
         )
         self._read_done = sql(
             "UPDATE {jobs} SET {status_set}, reading_until = NULL WHERE id = ? AND state = 'submitted'"
         )
-        self._read_failed = sql("UPDATE {jobs} SET read_at = ?, reading_until = NULL WHERE id = ? AND read_at = ?")
+        self._read_failed = sql(
+            "UPDATE {jobs} SET read_at = ?, reading_until = NULL, unconfirmed = (unconfirmed OR ?) "
+            "WHERE id = ? AND read_at = ?"
+        )
         self._saved_paths = sql(
             "SELECT d.path FROM {downloads} d JOIN {jobs} j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
             "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC"
@@ -195,16 +200,16 @@ class Statements:
         return self._job_by_id, (job_id,)
 
     def delivered(self, job_id: int, now: float) -> Bound:
-        return self._delivered, (now, job_id)
+        return self._delivered, (now, True, job_id)
 
     def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> Bound:
-        return self._take_read, (now, until, job_id, now, seen or 0.0)
+        return self._take_read, (now, until, False, job_id, now, seen or 0.0)
 
     def read_done(self, job_id: int, update: StatusUpdate, now: float) -> Bound:
         return self._read_done, read_values(job_id, update, now)
 
-    def read_failed(self, job_id: int, taken: float, seen: float | None) -> Bound:
-        return self._read_failed, (seen, job_id, taken)
+    def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> Bound:
+        return self._read_failed, (seen, unconfirmed, job_id, taken)
 
     def add_downloads(self, job_id: int, files: Sequence[Download]) -> tuple[str, list[tuple[Value, ...]]]:
         """For `executemany`: one row a saved stem of job `job_id`."""

@@ -306,8 +306,8 @@ class SQLiteLedger:
     async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
         await self._run(lambda c: c.execute(*SQL.read_done(job_id, update, now)))
 
-    async def read_failed(self, job_id: int, taken: float, seen: float | None) -> None:
-        await self._run(lambda c: c.execute(*SQL.read_failed(job_id, taken, seen)))
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
+        await self._run(lambda c: c.execute(*SQL.read_failed(job_id, taken, seen, unconfirmed)))
 
     # --- fingerprints -------------------------------------------------------------------------
 
