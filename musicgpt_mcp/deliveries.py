@@ -112,13 +112,13 @@ async def _wake(states: list[ServerState], job_id: int) -> Response:
     if ledger is None:
         return _answer(503, "the job ledger is unavailable; deliver again later")
     try:
-        job = await ledger.delivered(job_id, time.time())
+        noted = await ledger.delivered(job_id, time.time())
     except LedgerError as exc:
         log.warning("a webhook delivery could not be noted: %s", exc)
         return _answer(503, "the job ledger is unavailable; deliver again later")
-    if job is None:
+    if noted == "unknown":
         return _answer(404, "not found")
-    if job.finished_at is not None:
+    if noted == "finished":
         return _answer(200, "noted: the job had finished already")
     await states[-1].signals.publish(JOB_CHANNEL, str(job_id))
     return _answer(202, "noted")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 State = Literal["submitting", "submitted", "unknown"]
+# What noting a webhook delivery did (Ledger.delivered): noted it, nothing (the job had finished), or found no job.
+Noted = Literal["noted", "finished", "unknown"]
 SourceKind = Literal["file", "url"]
 
 # The statuses a job shows in the ledger: MusicGPT's own, plus two of ours.
@@ -298,10 +300,10 @@ class Ledger(Protocol):
 
     # --- the server's webhook and the job's shared status read (hooks.py, watching.py) ---
 
-    async def delivered(self, job_id: int, now: float) -> Job | None:
+    async def delivered(self, job_id: int, now: float) -> Noted:
         """Note that an authentic delivery came for job `job_id` at `now`, to be confirmed by a status read, unless
-        the job is known to have finished (a repeated delivery then changes nothing); the job as it is now, or None
-        when there is no such job."""
+        the job is known to have finished (a repeated delivery then changes nothing). One statement when it notes:
+        deliveries come in bursts, when many jobs end together."""
         ...
 
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:

@@ -41,7 +41,19 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .base import (
+    Accepted,
+    Claimed,
+    ClaimResult,
+    Download,
+    FileKey,
+    Job,
+    JobRequest,
+    Noted,
+    Policy,
+    Spending,
+    StatusUpdate,
+)
 from .codec import JOB_COLUMNS, key_values, stored, with_downloads
 from .errors import DatabaseLedgerError
 from .locks import LOCK_MIGRATE, LOCK_OWNER, TAKE, lock_key
@@ -287,12 +299,11 @@ class PostgresLedger:
 
     # --- the server's webhook, and a job's shared status read --------------------------------------------
 
-    async def delivered(self, job_id: int, now: float) -> Job | None:
-        # One transaction, so the row read back is the one this delivery left (another replica may write next).
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(*SQL.delivered(job_id, now))
-            row = await (await conn.execute(*SQL.job_by_id(job_id))).fetchone()
-        return SQL.job(row) if row else None
+    async def delivered(self, job_id: int, now: float) -> Noted:
+        async with self._connection() as conn:
+            count = (await conn.execute(*SQL.delivered(job_id, now))).rowcount
+            finished = None if count else await (await conn.execute(*SQL.finished(job_id))).fetchone()
+        return SQL.noted(count, finished)
 
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
         # Under READ COMMITTED a second taker waits for the first's row lock, then finds read_at changed: one wins.

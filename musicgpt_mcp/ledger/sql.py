@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .base import ANSWER_MEMORY, DEAD_CLAIM_NOTE, Accepted, Download, Job, JobRequest, StatusUpdate
+from .base import ANSWER_MEMORY, DEAD_CLAIM_NOTE, Accepted, Download, Job, JobRequest, Noted, StatusUpdate
 from .codec import (
     DOWNLOAD_COLUMNS,
     JOB_COLUMNS,
@@ -124,6 +124,7 @@ class Statements:
             "INSERT INTO {downloads} (job_id, stem, path, format, bytes, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
         self._job_by_id = sql("SELECT {columns} FROM {jobs} WHERE id = ?")
+        self._finished = sql("SELECT finished_at IS NOT NULL FROM {jobs} WHERE id = ?")
         # A delivery for a job known to have finished changes nothing: replaying one is harmless.
         self._delivered = sql(
             "UPDATE {jobs} SET delivered_at = ?, unconfirmed = ? WHERE id = ? AND finished_at IS NULL"
@@ -200,7 +201,19 @@ class Statements:
         return self._job_by_id, (job_id,)
 
     def delivered(self, job_id: int, now: float) -> Bound:
+        """Its row count says whether it noted the delivery; when not, `finished` says why."""
         return self._delivered, (now, True, job_id)
+
+    def finished(self, job_id: int) -> Bound:
+        """One row (whether the job has finished) when there is such a job, else none."""
+        return self._finished, (job_id,)
+
+    @staticmethod
+    def noted(count: int, finished: Row | None) -> Noted:
+        """What `delivered` did, from its row count and, when that is 0, the row `finished` read."""
+        if count:
+            return "noted"
+        return "unknown" if finished is None else "finished"
 
     def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> Bound:
         return self._take_read, (now, until, False, job_id, now, seen or 0.0)

@@ -27,7 +27,19 @@ from typing import Final, TypeVar
 
 import anyio
 
-from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .base import (
+    Accepted,
+    Claimed,
+    ClaimResult,
+    Download,
+    FileKey,
+    Job,
+    JobRequest,
+    Noted,
+    Policy,
+    Spending,
+    StatusUpdate,
+)
 from .codec import key_values, stored, with_downloads
 from .errors import LedgerError
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
@@ -291,12 +303,10 @@ class SQLiteLedger:
 
     # --- the server's webhook, and a job's shared status read --------------------------------
 
-    async def delivered(self, job_id: int, now: float) -> Job | None:
-        def run(conn: sqlite3.Connection) -> Job | None:
-            with _write(conn):
-                conn.execute(*SQL.delivered(job_id, now))
-                row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
-            return SQL.job(row) if row else None
+    async def delivered(self, job_id: int, now: float) -> Noted:
+        def run(conn: sqlite3.Connection) -> Noted:
+            count = conn.execute(*SQL.delivered(job_id, now)).rowcount
+            return SQL.noted(count, None if count else conn.execute(*SQL.finished(job_id)).fetchone())
 
         return await self._run(run)
 

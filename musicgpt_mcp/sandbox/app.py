@@ -308,7 +308,9 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
         log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", where)
         state.record_webhook(WebhookDelivery(url, payload, None, "not loopback"))
         return
-    async with httpx2.AsyncClient(timeout=10.0) as client:
+    # Loopback only (checked above), so no certificates to check: a client that loads the CA bundle costs 40 ms
+    # of CPU, and 120 jobs ending together queued their deliveries behind 5 s of it.
+    async with httpx2.AsyncClient(timeout=10.0, verify=False) as client:
         for copy in range(state.webhook_copies):
             body = payload if copy == 0 else {k: v for k, v in payload.items() if k != "status"}
             fault = state.take_fault("webhook")
