@@ -164,17 +164,34 @@ async def test_a_body_over_the_cap_is_refused(sandbox: Sandbox) -> None:
     assert looked["status"] == "IN_QUEUE" and sandbox.state.status_calls == 0
 
 
-async def test_each_source_is_rate_limited(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deliveries, "SOURCE_LIMIT", 3)
+async def test_each_source_is_rate_limited_and_refusals_cost_more(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliveries, "SOURCE_LIMIT", 60)
+    monkeypatch.setattr(deliveries, "REFUSED_COST", 20)
+    sandbox.state.eta = 30
     with hosted(sandbox) as server:
+        async with client_of(server) as client:
+            await submit(client)
+        good = sandbox.state.submits()[0].fields["webhook_url"]
+        forged = f"{server.origin}{HOOK_PATH}1-{'0' * 32}"
+
         # uvicorn takes the source from X-Forwarded-For when a proxy on loopback sends it.
-        url = f"{server.origin}{HOOK_PATH}1-{'0' * 32}"
+        async def post(url: str, source: str) -> httpx2.Response:
+            return await http.post(url, headers={"X-Forwarded-For": source}, json={"status": "IN_PROGRESS"})
+
         async with httpx2.AsyncClient() as http:
-            one = [(await http.post(url, headers={"X-Forwarded-For": "203.0.113.7"})) for _ in range(5)]
-            other = await http.post(url, headers={"X-Forwarded-For": "198.51.100.9"})
-    assert [r.status_code for r in one] == [404, 404, 404, 429, 429]
-    assert 1 <= int(one[-1].headers["Retry-After"]) <= deliveries.SOURCE_WINDOW
-    assert other.status_code == 404
+            guesses = [(await post(forged, "203.0.113.7")).status_code for _ in range(4)]
+            after_guesses = (await post(good, "203.0.113.7")).status_code
+            accepted = [(await post(good, "198.51.100.9")).status_code for _ in range(61)]
+            limited = await post(good, "198.51.100.9")
+            elsewhere = await post(good, "192.0.2.1")
+    # Three refusals (20 each) spend the budget of 60: the fourth guess, and anything else, waits.
+    assert guesses == [404, 404, 404, 429] and after_guesses == 429
+    # Accepted deliveries cost 1 each: 60 pass.
+    assert accepted == [200] * 60 + [429] and limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= deliveries.SOURCE_WINDOW
+    assert elsewhere.status_code == 200
 
 
 async def test_a_lost_delivery_is_finished_by_the_safety_net(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
