@@ -130,7 +130,8 @@ async def _wake(states: list[ServerState], job_id: int) -> Response:
         return _answer(404, "not found")
     if noted == "finished":
         return _answer(200, "noted: the job had finished already")
-    await states[-1].signals.publish(JOB_CHANNEL, str(job_id))
+    if noted == "noted":  # else a delivery before it already woke the waiters, or a read is under way
+        await states[-1].signals.publish(JOB_CHANNEL, str(job_id))
     return _answer(202, "noted")
 
 

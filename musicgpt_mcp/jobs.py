@@ -106,7 +106,7 @@ class JobBook:
         if ledger is None:
             return None
         try:
-            return await Watch(ledger, self._signals, self._client, self._owner).wait(job, wait, hint, report)
+            return await Watch(ledger, self._signals, self._client).wait(job, wait, hint, report)
         except LedgerError as exc:
             # MusicGPT still answers: the wait goes on as for any job, polled, rather than failing.
             log.warning("could not wait for job %s through the ledger (%s); polling it", job.task_id, exc)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 SAFETY_AFTER_ETA: Final = 60.0
 SAFETY_EVERY: Final = 60.0
 CONFIRM_PAUSE: Final = 5.0
-RECHECK: Final = 5.0
+# A lost wake-up costs at most this much; each waiter reads its row this often (1,000 waiters: 100 reads a second).
+RECHECK: Final = 10.0
 # How long a taken read is the taker's alone: its status read ends within STATUS_BOUND, with room for the ledger.
 READ_HOLD: Final = musicgpt.STATUS_BOUND + 10.0
 # After a read someone else took, the least a waiter pauses before looking again.
@@ -87,12 +88,12 @@ def status_update(status: contract.StatusReply) -> StatusUpdate:
 
 @dataclass(frozen=True)
 class Watch:
-    """One caller's wait on one of their jobs: its ledger, the process's wake-ups, and the client that pays."""
+    """A caller's wait on one of their jobs (JobBook checked it is theirs): the ledger, the process's wake-ups,
+    and the client that pays with the caller's key."""
 
     ledger: Ledger
     signals: Signals
     client: MusicGPTClient
-    owner: str
 
     async def wait(
         self, job: Job, wait: float, hint: EtaHint | None, report: Report
@@ -136,8 +137,7 @@ class Watch:
                 return
 
     async def _reload(self, job: Job) -> Job:
-        assert job.task_id is not None  # a job with a server webhook was accepted
-        return await self.ledger.job(self.owner, job.task_id) or job
+        return await self.ledger.job_by_id(job.id) or job
 
     async def _read(self, job: Job) -> contract.StatusReply | None:
         """MusicGPT's status of the job, if this waiter takes the read; None when another took it first."""

@@ -47,19 +47,25 @@ async def test_a_delivery_is_noted_until_the_job_is_known_to_have_finished(ledge
     assert await ledger.delivered(job_id, T0 + 20) == "noted"
     noted = await ledger.job("alice", "task-h")
     assert noted is not None and (noted.delivered_at, noted.unconfirmed) == (T0 + 20, True)
+    assert await ledger.delivered(job_id, T0 + 20.5) == "pending"  # a second copy, before anyone read
     assert await ledger.take_read(job_id, None, T0 + 21, T0 + 61)
-    taken = await ledger.job("alice", "task-h")
+    taken = await ledger.job_by_id(job_id)
     assert taken is not None and not taken.unconfirmed  # the read taken answers the delivery
-    assert await ledger.delivered(job_id, T0 + 21) == "noted"  # a second copy while the read is under way
-    again = await ledger.job("alice", "task-h")
-    assert again is not None and (again.delivered_at, again.unconfirmed) == (T0 + 21, True)
-    await ledger.read_done(job_id, DONE, T0 + 22)
+    assert await ledger.delivered(job_id, T0 + 21) == "pending"  # a copy while the read is under way
+    again = await ledger.job_by_id(job_id)
+    assert again is not None and (again.delivered_at, again.unconfirmed) == (T0 + 20, False)
+    await ledger.read_done(job_id, status("IN_PROGRESS"), T0 + 22)
+    # MusicGPT told before its status said so: a later copy is noted, and asks for another read.
+    assert await ledger.delivered(job_id, T0 + 23) == "noted"
+    assert await ledger.take_read(job_id, T0 + 21, T0 + 24, T0 + 64)
+    await ledger.read_done(job_id, DONE, T0 + 25)
     assert await ledger.delivered(job_id, T0 + 500) == "finished"
     replayed = await ledger.job("alice", "task-h")
     assert replayed is not None
-    assert (replayed.delivered_at, replayed.finished_at, replayed.status) == (T0 + 21, T0 + 22, "COMPLETED")
+    assert (replayed.delivered_at, replayed.finished_at, replayed.status) == (T0 + 23, T0 + 25, "COMPLETED")
     assert replayed.mp3_urls == {"vocals": "https://s/v.mp3"}
     assert await ledger.delivered(job_id + 1000, T0) == "unknown"
+    assert await ledger.job_by_id(job_id + 1000) is None
 
 
 async def test_one_read_is_taken_for_all_waiters(ledger: Ledger) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 State = Literal["submitting", "submitted", "unknown"]
-# What noting a webhook delivery did (Ledger.delivered): noted it, nothing (the job had finished), or found no job.
-Noted = Literal["noted", "finished", "unknown"]
+# What noting a webhook delivery did (Ledger.delivered): noted it; nothing, as one is noted already or a read is
+# under way (pending), or as the job has finished; or found no job.
+Noted = Literal["noted", "pending", "finished", "unknown"]
 SourceKind = Literal["file", "url"]
 
 # The statuses a job shows in the ledger: MusicGPT's own, plus two of ours.
@@ -302,8 +303,13 @@ class Ledger(Protocol):
 
     async def delivered(self, job_id: int, now: float) -> Noted:
         """Note that an authentic delivery came for job `job_id` at `now`, to be confirmed by a status read, unless
-        the job is known to have finished (a repeated delivery then changes nothing). One statement when it notes:
-        deliveries come in bursts, when many jobs end together."""
+        the job is known to have finished, or one is noted and not yet read, or a read is under way (a repeated
+        delivery then changes nothing). One statement when it notes: deliveries come in bursts, when many jobs
+        end together."""
+        ...
+
+    async def job_by_id(self, job_id: int) -> Job | None:
+        """Job `job_id` as its row holds it, without its downloads: what a waiter looks at again and again."""
         ...
 
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:

@@ -305,6 +305,11 @@ class PostgresLedger:
             finished = None if count else await (await conn.execute(*SQL.finished(job_id))).fetchone()
         return SQL.noted(count, finished)
 
+    async def job_by_id(self, job_id: int) -> Job | None:
+        async with self._connection() as conn:
+            row = await (await conn.execute(*SQL.job_by_id(job_id))).fetchone()
+        return SQL.job(row) if row else None
+
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
         # Under READ COMMITTED a second taker waits for the first's row lock, then finds read_at changed: one wins.
         async with self._connection() as conn:

@@ -125,9 +125,12 @@ class Statements:
         )
         self._job_by_id = sql("SELECT {columns} FROM {jobs} WHERE id = ?")
         self._finished = sql("SELECT finished_at IS NOT NULL FROM {jobs} WHERE id = ?")
-        # A delivery for a job known to have finished changes nothing: replaying one is harmless.
+        # A delivery for a job known to have finished changes nothing: replaying one is harmless. Nor does one that
+        # comes while another waits to be confirmed or a read is under way (MusicGPT's second copy): that read, or
+        # the one it asks for, answers it (watching.next_read).
         self._delivered = sql(
-            "UPDATE {jobs} SET delivered_at = ?, unconfirmed = ? WHERE id = ? AND finished_at IS NULL"
+            "UPDATE {jobs} SET delivered_at = ?, unconfirmed = ? WHERE id = ? AND finished_at IS NULL "
+            "AND NOT unconfirmed AND coalesce(reading_until, 0) <= ?"
         )
         # Taken only if nobody took a read since the taker looked (read_at as it saw it), no reader's hold is
         # alive, and the job is still to finish: one read for all its waiters, on every replica.
@@ -202,7 +205,7 @@ class Statements:
 
     def delivered(self, job_id: int, now: float) -> Bound:
         """Its row count says whether it noted the delivery; when not, `finished` says why."""
-        return self._delivered, (now, True, job_id)
+        return self._delivered, (now, True, job_id, now)
 
     def finished(self, job_id: int) -> Bound:
         """One row (whether the job has finished) when there is such a job, else none."""
@@ -213,7 +216,9 @@ class Statements:
         """What `delivered` did, from its row count and, when that is 0, the row `finished` read."""
         if count:
             return "noted"
-        return "unknown" if finished is None else "finished"
+        if finished is None:
+            return "unknown"
+        return "finished" if finished[0] else "pending"
 
     def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> Bound:
         return self._take_read, (now, until, False, job_id, now, seen or 0.0)

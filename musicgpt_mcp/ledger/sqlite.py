@@ -310,6 +310,13 @@ class SQLiteLedger:
 
         return await self._run(run)
 
+    async def job_by_id(self, job_id: int) -> Job | None:
+        def run(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
+            return SQL.job(row) if row else None
+
+        return await self._run(run)
+
     async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
         return await self._run(lambda c: c.execute(*SQL.take_read(job_id, seen, now, until)).rowcount == 1)
 
