@@ -85,7 +85,8 @@ class JobBook:
     async def refresh(self, task_id: str, wait: float = 0.0, report: Report | None = None) -> Refreshed:
         """What MusicGPT says of the job now, after waiting up to `wait` seconds for it to finish (with progress
         through `report`), recorded in the caller's row when it changes it. The ETA comes from the ledger, so a
-        restarted server polls on the schedule of the one that submitted."""
+        restarted server polls on the schedule of the one that submitted. For a job MusicGPT will tell this server
+        about (its own webhook), what the ledger says, asked of MusicGPT only as watching.py describes."""
         job = await self.known(task_id)
         hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
         watched = await self._watched(job, wait, hint, report or _silent)

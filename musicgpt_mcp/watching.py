@@ -12,13 +12,15 @@ MusicGPT is asked about such a job only
   SAFETY_EVERY);
 - as the safety net that finishes a job whose delivery was lost: SAFETY_AFTER_ETA past the ETA (past the submit
   when there is none), and then every SAFETY_EVERY, shared like any read.
-A waiter also reads the ledger every RECHECK seconds, for a wake-up that was lost (a notification sent while a
-replica's listener reconnects is).
+With replicas, a waiter also reads the ledger every RECHECK seconds, for a wake-up that was lost (a notification
+sent while a replica's listener reconnects is); within one process none is lost, and it does not (a thousand
+waiters reading their rows every few seconds queued the answers of the woken ones behind their reads).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -112,8 +114,9 @@ class Watch:
 
     async def _watch(self, job: Job, deadline: float, wake: Subscription, progress: Progress) -> contract.StatusReply:
         fresh: contract.StatusReply | None = None  # what this waiter's own read found, when it made one
+        recheck = RECHECK if self.signals.kind != "process" else math.inf
         while job.finished_at is None:
-            pause = RECHECK
+            pause = recheck
             if next_read(job) <= time.time():
                 fresh = await self._read(job) or fresh
                 if fresh is not None and fresh.done:

@@ -294,6 +294,8 @@ async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
     import httpx2
 
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
+    if state.jobs.get(job.task_id) is not job:
+        return  # forgotten (SandboxState.reset): a test that left it running has ended, and another has begun
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
     # Only the address's origin is logged: a webhook's path may hold its secret.
