@@ -123,7 +123,16 @@ class Statements:
         self._add_download = sql(
             "INSERT INTO {downloads} (job_id, stem, path, format, bytes, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
+        self._saved_paths = sql(
+            "SELECT d.path FROM {downloads} d JOIN {jobs} j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
+            "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC"
+        )
         self._job_by_id = sql("SELECT {columns} FROM {jobs} WHERE id = ?")
+        self._prepare_hooks()
+
+    def _prepare_hooks(self) -> None:
+        """The statements of the server's webhook and a job's shared status read (watching.py)."""
+        sql = self.dialect.render
         self._finished = sql("SELECT finished_at IS NOT NULL FROM {jobs} WHERE id = ?")
         # A delivery for a job known to have finished changes nothing: replaying one is harmless. Nor does one that
         # comes while another waits to be confirmed or a read is under way (MusicGPT's second copy): that read, or
@@ -144,10 +153,6 @@ class Statements:
         self._read_failed = sql(
             "UPDATE {jobs} SET read_at = ?, reading_until = NULL, unconfirmed = (unconfirmed OR ?) "
             "WHERE id = ? AND read_at = ?"
-        )
-        self._saved_paths = sql(
-            "SELECT d.path FROM {downloads} d JOIN {jobs} j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
-            "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC"
         )
 
     # --- the paid path ---------------------------------------------------------------------------------------
