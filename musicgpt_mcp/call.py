@@ -40,7 +40,8 @@ class Call:
     @cached_property
     def book(self) -> JobBook:
         isolated, wait = self.state.isolated, self.settings.max_wait
-        return JobBook(self.ledgers, self.owner, self.client, isolated=isolated, max_wait=wait)
+        signals = self.state.signals
+        return JobBook(self.ledgers, self.owner, self.client, isolated=isolated, max_wait=wait, signals=signals)
 
     async def ledger(self) -> Ledger:
         """The ledger, or the one explanation of why it cannot be used."""

@@ -150,6 +150,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from pydantic import SecretStr
 
+    from .hooks import hook_prefix
     from .sandbox import Sandbox
     from .summaries import mark_sandbox
     from .urls import parse_webhook_prefixes
@@ -164,6 +165,11 @@ def _serve(args: argparse.Namespace) -> None:
         hooks = parse_webhook_prefixes(env.get("MUSICGPT_MCP_WEBHOOK_URLS"))
     except ValueError:
         hooks = ()  # the server reports the bad variable on each call
+    public = env.get("MUSICGPT_MCP_PUBLIC_URL", "").strip()
+    if args.transport == "http" and public:
+        # The server gives MusicGPT a webhook of its own there (hooks.py): the double delivers to it as MusicGPT
+        # would (when it is this machine: the double calls nothing else).
+        hooks = (*hooks, hook_prefix(public))
     # Over HTTP with header sign-in every caller brings a key of their own: the sandbox takes any.
     any_key = args.transport == "http" and env.get("MUSICGPT_MCP_AUTH", "").strip().lower() == "header"
     with (

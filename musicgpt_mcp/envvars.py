@@ -102,7 +102,8 @@ ENV_VARS: Final[tuple[EnvVar, ...]] = (
         "MUSICGPT_MCP_PUBLIC_URL",
         "(http://HOST:PORT/mcp)",
         "With --transport http: the URL clients use to reach the server, e.g. https://stems.example.com/mcp. "
-        "Its host is what the server answers to (DNS-rebinding protection), and with OAuth it is the tokens' audience.",
+        "Its host is what the server answers to (DNS-rebinding protection), and with OAuth it is the tokens' audience. "
+        "MusicGPT's webhook for the jobs the server submits goes to its origin, under /webhooks/musicgpt/.",
     ),
     EnvVar(
         "MUSICGPT_MCP_AUTH",

@@ -3,7 +3,9 @@
 Every tool, resource and view that looks at a job goes through `JobBook`, which owns the one sequence: read the
 caller's row from the ledger (on a shared server, a job that is not the caller's is "not found", in MusicGPT's
 own words), ask MusicGPT (waiting with progress when asked to), and write back what changed. The ledger is used
-when it can be and done without when it cannot, except on a shared server, where it decides what is whose.
+when it can be and done without when it cannot, except on a shared server, where it decides what is whose. A job
+that carries the server's own webhook is waited for on a wake-up instead, with MusicGPT asked once for all its
+waiters (watching.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Literal
 
 from .failures import Failure
-from .ledger import Download, Job, LedgerError, StatusUpdate
+from .ledger import Download, Job, LedgerError
 from .musicgpt import MusicGPTClient, TaskNotFoundError, contract
+from .signals import Signals
 from .state import LedgerHandle
 from .waiting import EtaHint, Report, wait_for_job
+from .watching import Watch, status_update
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,21 @@ class Refreshed:
 
 class JobBook:
     def __init__(
-        self, ledger: LedgerHandle, owner: str, client: MusicGPTClient, *, isolated: bool, max_wait: int
+        self,
+        ledger: LedgerHandle,
+        owner: str,
+        client: MusicGPTClient,
+        *,
+        isolated: bool,
+        max_wait: int,
+        signals: Signals | None = None,
     ) -> None:
         self._ledger = ledger
         self._owner = owner
         self._client = client
         self._isolated = isolated
         self._max_wait = max_wait
+        self._signals = signals  # the process's wake-ups; without them every job is polled
 
     async def known(self, task_id: str) -> Job | None:
         """The caller's job with `task_id`, as the ledger remembers it. On a shared server a job the caller does
@@ -72,12 +84,33 @@ class JobBook:
     async def refresh(self, task_id: str, wait: float = 0.0, report: Report | None = None) -> Refreshed:
         """What MusicGPT says of the job now, after waiting up to `wait` seconds for it to finish (with progress
         through `report`), recorded in the caller's row when it changes it. The ETA comes from the ledger, so a
-        restarted server polls on the schedule of the one that submitted."""
+        restarted server polls on the schedule of the one that submitted. For a job MusicGPT will tell this server
+        about (its own webhook), what the ledger says, asked of MusicGPT only as watching.py describes."""
         job = await self.known(task_id)
         hint = EtaHint(job.submitted_at, job.eta) if job is not None and job.eta is not None else None
+        watched = await self._watched(job, wait, hint, report or _silent)
+        if watched is not None:
+            return Refreshed(watched[0], job, watched[1], hint)
         status, waited = await wait_for_job(self._client, task_id, wait, hint, report or _silent)
         await self._remember(task_id, status, job)
         return Refreshed(status, job, waited, hint)
+
+    async def _watched(
+        self, job: Job | None, wait: float, hint: EtaHint | None, report: Report
+    ) -> tuple[contract.StatusReply, float] | None:
+        """A job MusicGPT will tell this server about, waited for on a wake-up with the ledger (watching.py);
+        None when the job is to be polled: it has no server webhook, or the ledger fails."""
+        if job is None or not job.server_webhook or self._signals is None:
+            return None
+        ledger = await self._ledger.get()
+        if ledger is None:
+            return None
+        try:
+            return await Watch(ledger, self._signals, self._client).wait(job, wait, hint, report)
+        except LedgerError as exc:
+            # MusicGPT still answers: the wait goes on as for any job, polled, rather than failing.
+            log.warning("could not wait for job %s through the ledger (%s); polling it", job.task_id, exc)
+            return None
 
     async def finished_stems(self, task_id: str, purpose: Purpose) -> contract.StatusReply:
         """The status of a job whose stems are ready, or JobNotReady saying why not and what to do."""
@@ -103,14 +136,7 @@ class JobBook:
         ledger = await self._ledger.get()
         if ledger is None or known is None:
             return
-        update = StatusUpdate(
-            status=status.status,
-            status_message=status.status_message,
-            conversion_cost=status.conversion_cost,
-            done=status.done,
-            mp3_urls=dict(status.mp3),
-            wav_urls=dict(status.wav),
-        )
+        update = status_update(status)
         if not update.changes(known):
             return
         try:

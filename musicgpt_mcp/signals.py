@@ -2,8 +2,8 @@
 channel and key, in this process and, when replicas share a PostgreSQL database, in every other replica.
 
 Used for a 2025-era client's `notifications/cancelled`, which a load balancer may hand to another replica
-than the request it cancels (cancellation.py); meant also for waking a job's waiters on every replica when
-MusicGPT's webhook reaches one of them.
+than the request it cancels (cancellation.py), and for waking a job's waiters on every replica when MusicGPT's
+webhook reaches one of them (deliveries.py, watching.py).
 
 Without a database URL (SQLite: one machine, and a stdio server is one process per client) signals stay in
 this process. With one, PostgreSQL LISTEN/NOTIFY on a single database channel carries them: a dedicated

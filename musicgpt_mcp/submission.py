@@ -4,11 +4,14 @@ No MCP in here. The rules: an identical job (same owner, account, audio, stems a
 recent and did not fail is returned instead of paying again; an identical submit already under way
 is waited for; an identical submit whose outcome is unknown blocks until the user says otherwise
 (force_new); the spending limits are checked in the same transaction that claims the submit, so
-they hold across processes.
+they hold across processes. When the server has a webhook of its own (hooks.py) and the caller gave none, the
+submit carries the server's, made for the claimed row before the POST, so MusicGPT tells the server when the job
+ends and its waiters need not ask (watching.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +20,7 @@ from typing import TypeVar
 
 import anyio
 
-from . import failures
+from . import failures, hooks
 from .failures import Failure
 from .ledger import (
     Accepted,
@@ -126,7 +129,19 @@ async def submit(
             await _spend(ledger, claim.job_id, answer)
         if on_claim is not None:
             await on_claim(claim.job_id)
-        return await _submit_claimed(ledger, client, claim.job_id, request, extraction, on_file_bytes)
+        hooked = _with_hook(extraction, claim)
+        return await _submit_claimed(
+            ledger, client, claim.job_id, request, hooked, on_file_bytes, server_webhook=hooked is not extraction
+        )
+
+
+def _with_hook(extraction: ExtractionRequest, claim: Claimed) -> ExtractionRequest:
+    """The request with the server's own webhook for this claim, when the server has one and the caller gave no
+    webhook_url of their own (MusicGPT takes one; the caller's is kept, and that job is polled)."""
+    server = hooks.current.get()
+    if server is None or extraction.webhook_url is not None:
+        return extraction
+    return dataclasses.replace(extraction, webhook_url=server.url_for(claim.job_id))
 
 
 async def _spend(ledger: Ledger, job_id: int, answer: str) -> None:
@@ -151,6 +166,8 @@ async def _submit_claimed(
     request: JobRequest,
     extraction: ExtractionRequest,
     on_file_bytes: Callable[[int], Awaitable[None]] | None,
+    *,
+    server_webhook: bool,
 ) -> Outcome:
     submitted_at = time.time()
     try:
@@ -165,7 +182,7 @@ async def _submit_claimed(
         with anyio.CancelScope(shield=True):
             await _settle(ledger, job_id, "maybe_charged", "the call was stopped while the request was being sent")
         raise
-    accepted = Accepted(reply.task_id, reply.conversion_id, reply.eta, reply.credit_estimate)
+    accepted = Accepted(reply.task_id, reply.conversion_id, reply.eta, reply.credit_estimate, server_webhook)
     try:
         return Outcome(await ledger.accepted(job_id, accepted), reused=False)
     except LedgerError as exc:

@@ -71,6 +71,30 @@ def describe(status: contract.StatusReply, remaining: float | None) -> str:
     return f"{state}, MusicGPT's estimate has passed; still checking"
 
 
+class Progress:
+    """Progress for one wait, through `report`: in seconds of the job's life when its ETA is known (EtaHint), else
+    in seconds of the wait; strictly increasing, whatever the clock's resolution."""
+
+    def __init__(self, hint: EtaHint | None, wait_seconds: float, report: Report) -> None:
+        self._hint = hint
+        self._wait = wait_seconds
+        self._report = report
+        self._start = time.monotonic()
+        self._last = -1.0
+
+    def remaining(self) -> float | None:
+        return self._hint.remaining(time.time()) if self._hint else None
+
+    async def tick(self, status: contract.StatusReply) -> None:
+        if self._hint is not None and self._hint.eta >= 0:
+            progress, total = self._hint.progress(time.time(), status.done)
+        else:
+            progress, total = time.monotonic() - self._start, float(self._wait)
+        progress = max(progress, self._last + 0.001)
+        self._last = progress
+        await self._report(round(progress, 3), round(max(total, progress), 3), describe(status, self.remaining()))
+
+
 async def wait_for_job(
     client: MusicGPTClient,
     task_id: str,
@@ -87,34 +111,23 @@ async def wait_for_job(
     start = time.monotonic()
     deadline = start + wait_seconds
     hard_deadline = deadline + transport.STATUS_BOUND
+    progress = Progress(hint, wait_seconds, report)
     status = await client.get_status(task_id, deadline=hard_deadline)
     overdue = 0
-    last_progress = -1.0
-
-    async def tick(message: str, done: bool = False) -> None:
-        nonlocal last_progress
-        if hint is not None and hint.eta >= 0:
-            progress, total = hint.progress(time.time(), done)
-        else:
-            progress, total = time.monotonic() - start, float(wait_seconds)
-        # Progress must increase strictly, whatever the clock's resolution.
-        progress = max(progress, last_progress + 0.001)
-        last_progress = progress
-        await report(round(progress, 3), round(max(total, progress), 3), message)
 
     while not status.done:
         now = time.monotonic()
         if now >= deadline:
             break
-        remaining = hint.remaining(time.time()) if hint else None
+        remaining = progress.remaining()
         poll_at = now + next_poll(remaining, overdue)
         if remaining is None or remaining <= MIN_POLL:
             overdue += 1
         poll_at = min(poll_at, deadline)
         while (now := time.monotonic()) < poll_at:
-            await tick(describe(status, hint.remaining(time.time()) if hint else None))
+            await progress.tick(status)
             await anyio.sleep(min(TICK, poll_at - now))
         status = await client.get_status(task_id, deadline=hard_deadline)
     if wait_seconds > 0:  # a plain look is not a wait: no progress to report
-        await tick(describe(status, hint.remaining(time.time()) if hint else None), done=status.done)
+        await progress.tick(status)
     return status, time.monotonic() - start

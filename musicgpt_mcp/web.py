@@ -3,8 +3,9 @@
 Streamable HTTP at /mcp, stateless (any replica answers any request) with SSE responses (so progress
 notifications still flow), for clients of both protocol eras. Around it: sign-in (`auth`), the
 DNS-rebinding guard (only the public URL's host and loopback are answered), signed session IDs and
-cancellation for 2025-era clients (`sessions`, `cancellation`), and GET /healthz, which answers
-without sign-in and checks the ledger's database.
+cancellation for 2025-era clients (`sessions`, `cancellation`), GET /healthz, which answers
+without sign-in and checks the ledger's database, and, with a public URL, POST /webhooks/musicgpt/<secret>,
+where MusicGPT says a job finished (`hooks`, `deliveries`).
 
 Start-up refuses what cannot be safe: serving anywhere but loopback without sign-in, OAuth without an
 issuer, replicas without a shared secret. A message says which variable to set.
@@ -23,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
@@ -30,8 +32,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from . import deliveries
 from .cancellation import RemoteCancel
 from .config import ConfigError, Settings, default_state_dir
+from .hooks import HOOK_PATH, HookContext, ServerHooks
 from .http_guard import uvicorn_config
 from .secret import derived, kept_secret
 from .sessions import RestoreSession, SessionIds, SessionSeal
@@ -122,7 +126,7 @@ def transport_security(public_url: str) -> TransportSecuritySettings:
 
 
 def build_app(settings: Settings, http: HttpPlan) -> Starlette:
-    """The ASGI app: MCP at /mcp behind sign-in and the Host/Origin guard, and /healthz."""
+    """The ASGI app: MCP at /mcp behind sign-in and the Host/Origin guard, /healthz, and the webhook."""
     from .server import create_server
 
     remote = settings.remote
@@ -159,6 +163,7 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
 
     # The SDK's decorator is untyped; calling it as a function keeps healthz typed.
     server.custom_route("/healthz", methods=["GET"])(healthz)
+    hooks = _webhook(server, settings, http, states)
 
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -168,11 +173,26 @@ def build_app(settings: Settings, http: HttpPlan) -> Starlette:
         transport_security=transport_security(http.public_url),
     )
     app.add_middleware(SessionIds, path=MCP_PATH, seal=seal)
+    if hooks is not None:
+        app.add_middleware(HookContext, hooks=hooks)
     if remote.auth == "header":
         from .auth import ApiKeyHeader
 
         app.add_middleware(ApiKeyHeader, path=MCP_PATH, secret=SecretStr(derived(http.secret, "header users")))
     return app
+
+
+def _webhook(
+    server: MCPServer[ServerState], settings: Settings, http: HttpPlan, states: list[ServerState]
+) -> ServerHooks | None:
+    """The server's own webhook and its route, when MUSICGPT_MCP_PUBLIC_URL says where MusicGPT can reach it
+    (without one, the URL is this machine's own, which MusicGPT cannot reach: jobs are polled)."""
+    if settings.remote.public_url is None:
+        return None
+    hooks = ServerHooks(settings.remote.public_url, http.secret)
+    # No sign-in: MusicGPT has none. The secret in the path is the guard (deliveries.py).
+    server.custom_route(HOOK_PATH + "{secret}", methods=["POST"])(deliveries.endpoint(hooks, states))
+    return hooks
 
 
 async def health(states: list[ServerState]) -> Response:

@@ -4,8 +4,9 @@ The rooms: `base.py` holds what the ledger remembers (Job, JobRequest, ...), `pr
 interface, `studio.py` the quotes and uploads the in-chat view works with;
 `rules.py` the money rules every engine applies; `errors.py` LedgerError, whose `explained()` is the one text
 for "the ledger cannot be used". Two engines implement the interface, `sqlite.py` (one machine) and
-`postgres.py` (replicas sharing a database), each keeping only its dialect, connections and locking: the SQL
-they share is `sql.py`'s, the row codec `codec.py`'s. For PostgreSQL, `locks.py` holds the advisory lock keys,
+`postgres.py` (replicas sharing a database), each keeping only its dialect, connections and locking (and its
+migrations, in `sqlite_schema.py` and `postgres_schema.py`): the SQL they share is `sql.py`'s, the row codec
+`codec.py`'s. For PostgreSQL, `locks.py` holds the advisory lock keys,
 `postgres_url.py` reads the database URL, and `postgres_ratelimit.py` counts MusicGPT's per-key rate limits in
 the database, made by `shared_limiter` here.
 
@@ -34,6 +35,7 @@ from .base import (
     Job,
     JobRequest,
     LimitReached,
+    Noted,
     Policy,
     Reused,
     Spending,
@@ -99,6 +101,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LimitReached",
+    "Noted",
     "Policy",
     "Reused",
     "Spending",

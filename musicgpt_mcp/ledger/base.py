@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 State = Literal["submitting", "submitted", "unknown"]
+# What noting a webhook delivery did (Ledger.delivered): noted it; nothing, as one is noted already or a read is
+# under way (pending), or as the job has finished; or found no job.
+Noted = Literal["noted", "pending", "finished", "unknown"]
 SourceKind = Literal["file", "url"]
 
 # The statuses a job shows in the ledger: MusicGPT's own, plus two of ours.
@@ -102,6 +105,15 @@ class Job:
     wav_urls: dict[str, str]
     note: str | None
     downloads: tuple[Download, ...] = field(default=())
+    # The server's own webhook (hooks.py): whether the submit carried it; when an authentic delivery last came
+    # for the unfinished job, and whether one came that no status read has answered yet (a flag, not a time: the
+    # replicas' clocks need not agree); and its shared status read (watching.py): when one was last taken, and
+    # until when its taker may finish it before another waiter may take the next.
+    server_webhook: bool = False
+    delivered_at: float | None = None
+    unconfirmed: bool = False
+    read_at: float | None = None
+    reading_until: float | None = None
 
     @property
     def credits(self) -> float | None:
@@ -180,6 +192,8 @@ class Accepted:
     conversion_id: str | None
     eta: int
     credit_estimate: float | None
+    # Whether the submit carried the server's own webhook, so the job's waiters wait for its delivery.
+    server_webhook: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from .base import (
 # A job as every engine reads it, in the order `job_from_row` takes it.
 JOB_COLUMNS: Final = (
     "id, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint, "
-    "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note"
+    "stems, options, eta, credit_estimate, status, status_message, conversion_cost, finished_at, stem_urls, note, "
+    "server_webhook, delivered_at, unconfirmed, read_at, reading_until"
 )
 # A saved stem as every engine reads it, in the order `with_downloads` takes it.
 DOWNLOAD_COLUMNS: Final = "job_id, stem, path, format, bytes, at, sha256"
@@ -42,9 +43,10 @@ LoadTexts = Callable[[Value], Iterable[str]]
 
 
 def job_from_row(row: Row, load: LoadTexts) -> Job:
-    """A `Job` from the first twenty columns of a row read with JOB_COLUMNS (downloads come separately)."""
+    """A `Job` from the first 25 columns of a row read with JOB_COLUMNS (downloads come separately)."""
     (id_, owner, account, state, task_id, conversion_id, submitted_at, source_kind, source_name, fingerprint) = row[:10]
     (stems, options, eta, credit, status, message, cost, finished, urls, note) = row[10:20]
+    (server_webhook, delivered_at, unconfirmed, read_at, reading_until) = row[20:25]
     mp3, wav = loads_urls(urls)
     return Job(
         id=int(id_),
@@ -68,6 +70,11 @@ def job_from_row(row: Row, load: LoadTexts) -> Job:
         mp3_urls=mp3,
         wav_urls=wav,
         note=note,
+        server_webhook=bool(server_webhook),
+        delivered_at=delivered_at,
+        unconfirmed=bool(unconfirmed),
+        read_at=read_at,
+        reading_until=reading_until,
     )
 
 
@@ -124,12 +131,23 @@ def accepted_values(job_id: int, reply: Accepted) -> tuple[Value, ...]:
         storable(reply.conversion_id) if reply.conversion_id is not None else None,
         storable_eta(reply.eta),
         reply.credit_estimate,
+        reply.server_webhook,
         job_id,
     )
 
 
 def status_values(owner: str, task_id: str, update: StatusUpdate, now: float) -> tuple[Value, ...]:
     """For sql.Statements.update_status: what a status reply said, seen at `now`."""
+    return (*_said(update, now), storable(owner), storable(task_id))
+
+
+def read_values(job_id: int, update: StatusUpdate, now: float) -> tuple[Value, ...]:
+    """For sql.Statements.read_done: what the status read of job `job_id` found, seen at `now`."""
+    return (*_said(update, now), job_id)
+
+
+def _said(update: StatusUpdate, now: float) -> tuple[Value, ...]:
+    """The values of sql.STATUS_SET, in the order of its marks."""
     return (
         storable(update.status),
         storable(update.status_message) if update.status_message is not None else None,
@@ -138,8 +156,6 @@ def status_values(owner: str, task_id: str, update: StatusUpdate, now: float) ->
         now,
         bool(update.mp3_urls or update.wav_urls),
         dumps_urls(storable_urls(update.mp3_urls), storable_urls(update.wav_urls)),
-        storable(owner),
-        storable(task_id),
     )
 
 

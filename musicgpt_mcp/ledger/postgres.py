@@ -16,12 +16,12 @@ Timestamps are epoch seconds in double precision, as in SQLite, not timestamptz:
 the same numbers (a float64 keeps microseconds for epochs far past 2200). `to_timestamp(submitted_at)` shows
 one in psql.
 
-Migrations are numbered statements, recorded one row per version in `musicgpt_mcp_schema`; they run under a
+Migrations (postgres_schema.py) are numbered statements, recorded one row per version in `musicgpt_mcp_schema`; they run under a
 transaction-scoped advisory lock, so replicas starting together migrate exactly once (the others wait, then
 find the work done). A release must only add to the schema: replicas of the previous release keep running
 on it during a rolling upgrade.
 
-This module holds what only PostgreSQL says: the schema and migrations, the pool and its sessions' settings,
+This module holds what only PostgreSQL says: how the schema is migrated, the pool and its sessions' settings,
 the locks (their keys are locks.py's), and the statements SQLite words differently. The statements both engines
 run are sql.py's, the values they bind and the rows they read codec.py's, and the database URL is read by
 postgres_url.py. MusicGPT's rate limits shared through this database are postgres_ratelimit.py's.
@@ -41,7 +41,19 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .base import (
+    Accepted,
+    Claimed,
+    ClaimResult,
+    Download,
+    FileKey,
+    Job,
+    JobRequest,
+    Noted,
+    Policy,
+    Spending,
+    StatusUpdate,
+)
 from .codec import JOB_COLUMNS, key_values, stored, with_downloads
 from .errors import DatabaseLedgerError
 from .locks import LOCK_MIGRATE, LOCK_OWNER, TAKE, lock_key
@@ -297,6 +309,32 @@ class PostgresLedger:
             return next((p for p in paths if p.is_file()), None)
 
         return await anyio.to_thread.run_sync(first_present) if paths else None
+
+    # --- the server's webhook, and a job's shared status read --------------------------------------------
+
+    async def delivered(self, job_id: int, now: float) -> Noted:
+        async with self._connection() as conn:
+            count = (await conn.execute(*SQL.delivered(job_id, now))).rowcount
+            finished = None if count else await (await conn.execute(*SQL.finished(job_id))).fetchone()
+        return SQL.noted(count, finished)
+
+    async def job_by_id(self, job_id: int) -> Job | None:
+        async with self._connection() as conn:
+            row = await (await conn.execute(*SQL.job_by_id(job_id))).fetchone()
+        return SQL.job(row) if row else None
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        # Under READ COMMITTED a second taker waits for the first's row lock, then finds read_at changed: one wins.
+        async with self._connection() as conn:
+            return (await conn.execute(*SQL.take_read(job_id, seen, now, until))).rowcount == 1
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        async with self._connection() as conn:
+            await conn.execute(*SQL.read_done(job_id, update, now))
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
+        async with self._connection() as conn:
+            await conn.execute(*SQL.read_failed(job_id, taken, seen, unconfirmed))
 
     # --- fingerprints -----------------------------------------------------------------------------------
 

@@ -127,5 +127,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (upload_id, start)
     );
     """,
+    # 7: the server's own webhook (hooks.py). Whether the submit carried it; when an authentic delivery last came,
+    # and whether one came that no status read has answered yet; and the job's next status read, shared by its
+    # waiters across replicas: when it was last taken, and until when the one who took it may finish it (see
+    # watching.py). A replica of the previous release never sets them: its jobs carry no server webhook and are
+    # polled, as that release polls them.
+    """
+    ALTER TABLE musicgpt_mcp_jobs
+        ADD COLUMN server_webhook boolean NOT NULL DEFAULT false,
+        ADD COLUMN delivered_at double precision,
+        ADD COLUMN unconfirmed boolean NOT NULL DEFAULT false,
+        ADD COLUMN read_at double precision,
+        ADD COLUMN reading_until double precision;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -14,6 +14,7 @@ from .base import (
     FileKey,
     Job,
     JobRequest,
+    Noted,
     Policy,
     Spending,
     StatusUpdate,
@@ -78,4 +79,33 @@ class Ledger(Protocol):
 
     async def run_steps(self, steps: Sequence[Step]) -> list[Done]:
         """Statements in one transaction, each decision a single conditional statement (studio.py)."""
+        ...
+
+    # --- the server's webhook and the job's shared status read (hooks.py, watching.py) ---
+
+    async def delivered(self, job_id: int, now: float) -> Noted:
+        """Note that an authentic delivery came for job `job_id` at `now`, to be confirmed by a status read, unless
+        the job is known to have finished, or one is noted and not yet read, or a read is under way (a repeated
+        delivery then changes nothing). One statement when it notes: deliveries come in bursts, when many jobs
+        end together."""
+        ...
+
+    async def job_by_id(self, job_id: int) -> Job | None:
+        """Job `job_id` as its row holds it, without its downloads: what a waiter looks at again and again."""
+        ...
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        """Take the job's next status read until `until` (it answers every delivery so far): True unless another
+        waiter has taken one since the caller saw `seen` as its `read_at`, a reader's hold has not run out, or
+        the job has finished."""
+        ...
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        """Record what the read taken found, seen at `now`, and free the job for the next read."""
+        ...
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
+        """Give back the read taken at `taken` that found nothing (MusicGPT failed, or the waiter was cancelled):
+        `read_at` is `seen` again and a delivery it was to confirm (`unconfirmed`, as the taker saw the job) is
+        still to be confirmed, as if it had never been taken, unless someone took a read since."""
         ...

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .base import ANSWER_MEMORY, DEAD_CLAIM_NOTE, Accepted, Download, Job, JobRequest, StatusUpdate
+from .base import ANSWER_MEMORY, DEAD_CLAIM_NOTE, Accepted, Download, Job, JobRequest, Noted, StatusUpdate
 from .codec import (
     DOWNLOAD_COLUMNS,
     JOB_COLUMNS,
@@ -28,6 +28,7 @@ from .codec import (
     job_from_row,
     jobs_with_heartbeats,
     listing_filter,
+    read_values,
     recent_costs_values,
     same_request_values,
     status_values,
@@ -41,6 +42,13 @@ CHARGEABLE: Final = "state IN ('submitting', 'submitted', 'unknown')"
 SPENT: Final = "coalesce(conversion_cost, credit_estimate, reserved, 0)"
 # Newest first; the id breaks ties between jobs submitted in the same instant.
 NEWEST: Final = "ORDER BY submitted_at DESC, id DESC"
+# What a status reply sets in a job's row (codec._said binds it): its cost only once stated, the moment it
+# finished only the first time, its stem maps only when it has some.
+STATUS_SET: Final = (
+    "status = ?, status_message = ?, conversion_cost = coalesce(?, conversion_cost), "
+    "finished_at = CASE WHEN ? THEN coalesce(finished_at, ?) ELSE finished_at END, "
+    "stem_urls = CASE WHEN ? THEN ? ELSE stem_urls END"
+)
 
 # A statement and the values it binds, ready for `execute(*bound)`.
 Bound = tuple[str, Sequence[Value]]
@@ -71,6 +79,7 @@ class Dialect:
             chargeable=CHARGEABLE,
             spent=SPENT,
             newest=NEWEST,
+            status_set=STATUS_SET,
         )
         if self.mark == "?":
             return text
@@ -103,7 +112,7 @@ class Statements:
         self._heartbeat = sql("UPDATE {jobs} SET heartbeat_at = ? WHERE id = ? AND state = 'submitting'")
         self._accepted = sql(
             "UPDATE {jobs} SET state = 'submitted', task_id = ?, conversion_id = ?, eta = ?, "
-            "credit_estimate = ?, heartbeat_at = NULL WHERE id = ?"
+            "credit_estimate = ?, server_webhook = ?, heartbeat_at = NULL WHERE id = ?"
         )
         self._outcome_unknown = sql("UPDATE {jobs} SET state = 'unknown', note = ?, heartbeat_at = NULL WHERE id = ?")
         self._release = sql("DELETE FROM {jobs} WHERE id = ? AND state = 'submitting'")
@@ -112,10 +121,7 @@ class Statements:
         self._job_by_task = sql("SELECT {columns} FROM {jobs} WHERE owner = ? AND task_id = ? {newest} LIMIT 1")
         self._job_id_by_task = sql("SELECT id FROM {jobs} WHERE owner = ? AND task_id = ? {newest} LIMIT 1")
         self._update_status = sql(
-            "UPDATE {jobs} SET status = ?, status_message = ?, conversion_cost = coalesce(?, conversion_cost), "
-            "finished_at = CASE WHEN ? THEN coalesce(finished_at, ?) ELSE finished_at END, "
-            "stem_urls = CASE WHEN ? THEN ? ELSE stem_urls END "
-            "WHERE owner = ? AND task_id = ? AND state = 'submitted'"
+            "UPDATE {jobs} SET {status_set} WHERE owner = ? AND task_id = ? AND state = 'submitted'"
         )
         self._add_download = sql(
             "INSERT INTO {downloads} (job_id, stem, path, format, bytes, at, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -123,6 +129,33 @@ class Statements:
         self._saved_paths = sql(
             "SELECT d.path FROM {downloads} d JOIN {jobs} j ON j.id = d.job_id WHERE j.owner = ? AND j.task_id = ? "
             "AND d.stem = ? AND d.format = ? ORDER BY d.at DESC, d.id DESC"
+        )
+        self._job_by_id = sql("SELECT {columns} FROM {jobs} WHERE id = ?")
+        self._prepare_hooks()
+
+    def _prepare_hooks(self) -> None:
+        """The statements of the server's webhook and a job's shared status read (watching.py)."""
+        sql = self.dialect.render
+        self._finished = sql("SELECT finished_at IS NOT NULL FROM {jobs} WHERE id = ?")
+        # A delivery for a job known to have finished changes nothing: replaying one is harmless. Nor does one that
+        # comes while another waits to be confirmed or a read is under way (MusicGPT's second copy): that read, or
+        # the one it asks for, answers it (watching.next_read).
+        self._delivered = sql(
+            "UPDATE {jobs} SET delivered_at = ?, unconfirmed = ? WHERE id = ? AND finished_at IS NULL "
+            "AND NOT unconfirmed AND coalesce(reading_until, 0) <= ?"
+        )
+        # Taken only if nobody took a read since the taker looked (read_at as it saw it), no reader's hold is
+        # alive, and the job is still to finish: one read for all its waiters, on every replica.
+        self._take_read = sql(
+            "UPDATE {jobs} SET read_at = ?, reading_until = ?, unconfirmed = ? WHERE id = ? AND state = 'submitted' "
+            "AND finished_at IS NULL AND coalesce(reading_until, 0) <= ? AND coalesce(read_at, 0) = ?"
+        )
+        self._read_done = sql(
+            "UPDATE {jobs} SET {status_set}, reading_until = NULL WHERE id = ? AND state = 'submitted'"
+        )
+        self._read_failed = sql(
+            "UPDATE {jobs} SET read_at = ?, reading_until = NULL, unconfirmed = (unconfirmed OR ?) "
+            "WHERE id = ? AND read_at = ?"
         )
 
     # --- the paid path ---------------------------------------------------------------------------------------
@@ -174,6 +207,35 @@ class Statements:
 
     def update_status(self, owner: str, task_id: str, update: StatusUpdate, now: float) -> Bound:
         return self._update_status, status_values(owner, task_id, update, now)
+
+    def job_by_id(self, job_id: int) -> Bound:
+        return self._job_by_id, (job_id,)
+
+    def delivered(self, job_id: int, now: float) -> Bound:
+        """Its row count says whether it noted the delivery; when not, `finished` says why."""
+        return self._delivered, (now, True, job_id, now)
+
+    def finished(self, job_id: int) -> Bound:
+        """One row (whether the job has finished) when there is such a job, else none."""
+        return self._finished, (job_id,)
+
+    @staticmethod
+    def noted(count: int, finished: Row | None) -> Noted:
+        """What `delivered` did, from its row count and, when that is 0, the row `finished` read."""
+        if count:
+            return "noted"
+        if finished is None:
+            return "unknown"
+        return "finished" if finished[0] else "pending"
+
+    def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> Bound:
+        return self._take_read, (now, until, False, job_id, now, seen or 0.0)
+
+    def read_done(self, job_id: int, update: StatusUpdate, now: float) -> Bound:
+        return self._read_done, read_values(job_id, update, now)
+
+    def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> Bound:
+        return self._read_failed, (seen, unconfirmed, job_id, taken)
 
     def add_downloads(self, job_id: int, files: Sequence[Download]) -> tuple[str, list[tuple[Value, ...]]]:
         """For `executemany`: one row a saved stem of job `job_id`."""

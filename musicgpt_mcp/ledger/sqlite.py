@@ -6,8 +6,9 @@ instead of failing; `BEGIN IMMEDIATE` takes the write lock before reading, so ch
 one atomic step across processes. Every call runs in a worker thread: a blocked lock must never
 freeze the event loop.
 
-This module holds what only SQLite says: its file (created private, moved aside when damaged), its schema and
-migrations, its transactions, and the few statements PostgreSQL words differently. The statements both engines
+This module holds what only SQLite says: its file (created private, moved aside when damaged), how its schema is
+migrated (the migrations themselves are sqlite_schema.py's), its transactions, and the few statements PostgreSQL
+words differently. The statements both engines
 run are sql.py's, and the values they bind and the rows they read are codec.py's.
 """
 
@@ -26,7 +27,19 @@ from typing import Final, TypeVar
 
 import anyio
 
-from .base import Accepted, Claimed, ClaimResult, Download, FileKey, Job, JobRequest, Policy, Spending, StatusUpdate
+from .base import (
+    Accepted,
+    Claimed,
+    ClaimResult,
+    Download,
+    FileKey,
+    Job,
+    JobRequest,
+    Noted,
+    Policy,
+    Spending,
+    StatusUpdate,
+)
 from .codec import key_values, stored, with_downloads
 from .errors import LedgerError
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
@@ -46,7 +59,6 @@ T = TypeVar("T")
 SQLITE: Final = Dialect(prefix="", mark="?", like="LIKE", store_texts=json.dumps, load_texts=json.loads)
 SQL: Final = Statements(SQLITE)
 # What only SQLite says: its upserts, and an owner's usage one window at a time.
-JOB_BY_ID: Final = SQLITE.render("SELECT {columns} FROM {jobs} WHERE id = ?")
 SPEND_ANSWER: Final = SQLITE.render("INSERT OR IGNORE INTO {answers} (token, spent_at) VALUES (?, ?)")
 JOBS_SINCE: Final = SQLITE.render("SELECT count(*) FROM {jobs} WHERE owner = ? AND {chargeable} AND submitted_at >= ?")
 SPENT_SINCE: Final = SQLITE.render(
@@ -232,7 +244,7 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> Job:
             with _write(conn):
                 conn.execute(*SQL.accepted(job_id, reply))
-                row = conn.execute(JOB_BY_ID, (job_id,)).fetchone()
+                row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
                 if row is None:
                     raise sqlite3.DatabaseError(f"job {job_id} vanished from the ledger")
                 return SQL.job(row)
@@ -305,6 +317,31 @@ class SQLiteLedger:
             return next((Path(r[0]) for r in rows if Path(r[0]).is_file()), None)
 
         return await self._run(run)
+
+    # --- the server's webhook, and a job's shared status read --------------------------------
+
+    async def delivered(self, job_id: int, now: float) -> Noted:
+        def run(conn: sqlite3.Connection) -> Noted:
+            count = conn.execute(*SQL.delivered(job_id, now)).rowcount
+            return SQL.noted(count, None if count else conn.execute(*SQL.finished(job_id)).fetchone())
+
+        return await self._run(run)
+
+    async def job_by_id(self, job_id: int) -> Job | None:
+        def run(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(*SQL.job_by_id(job_id)).fetchone()
+            return SQL.job(row) if row else None
+
+        return await self._run(run)
+
+    async def take_read(self, job_id: int, seen: float | None, now: float, until: float) -> bool:
+        return await self._run(lambda c: c.execute(*SQL.take_read(job_id, seen, now, until)).rowcount == 1)
+
+    async def read_done(self, job_id: int, update: StatusUpdate, now: float) -> None:
+        await self._run(lambda c: c.execute(*SQL.read_done(job_id, update, now)))
+
+    async def read_failed(self, job_id: int, taken: float, seen: float | None, unconfirmed: bool) -> None:
+        await self._run(lambda c: c.execute(*SQL.read_failed(job_id, taken, seen, unconfirmed)))
 
     # --- fingerprints -------------------------------------------------------------------------
 

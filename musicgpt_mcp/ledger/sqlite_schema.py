@@ -114,5 +114,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (upload_id, start)
     )
     """,
+    # 7: the server's own webhook (hooks.py). Whether the submit carried it; when an authentic delivery last came,
+    # and whether one came that no status read has answered yet; and the job's next status read, shared by its
+    # waiters: when it was last taken, and until when the one who took it may finish it (see watching.py).
+    """
+    ALTER TABLE jobs ADD COLUMN server_webhook INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN delivered_at REAL;
+    ALTER TABLE jobs ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN read_at REAL;
+    ALTER TABLE jobs ADD COLUMN reading_until REAL;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -289,32 +289,48 @@ def _conversion(state: SandboxState, job: Job, origin: str) -> dict[str, Any]:
 
 
 async def _deliver_webhook(state: SandboxState, job: Job, origin: str) -> None:
-    """POST the completion payload to the job's webhook once it has finished, as MusicGPT does."""
+    """POST the completion payload to the job's webhook once it has finished, as MusicGPT does: `webhook_copies`
+    times, the copies after the first without a status (MusicGPT has been seen sending such)."""
     import httpx2
 
     await anyio.sleep(state.seconds_to_completion(job) + 0.05)
+    if state.jobs.get(job.task_id) is not job:
+        return  # forgotten (SandboxState.reset): a test that left it running has ended, and another has begun
     url = job.webhook_url or ""
     payload = {"success": True, **_conversion(state, job, origin)}
+    # Only the address's origin is logged: a webhook's path may hold its secret.
+    where = _origin_of(url)
     if not any(webhook_allowed(url, prefix) for prefix in state.webhook_urls):
         # The same rule as the server's: only addresses the user configured.
-        log.info("sandbox webhook to %s not sent: not under a configured webhook prefix", url)
+        log.info("sandbox webhook to %s not sent: not under a configured webhook prefix", where)
         state.record_webhook(WebhookDelivery(url, payload, None, "not a configured webhook prefix"))
         return
     if not _is_loopback(url):
         # The sandbox is an offline double: it never reaches beyond this machine.
-        log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", url)
+        log.info("sandbox webhook to %s not sent: the sandbox only calls loopback addresses", where)
         state.record_webhook(WebhookDelivery(url, payload, None, "not loopback"))
         return
-    fault = state.take_fault("webhook")
-    if fault is not None:
-        await anyio.sleep(fault.delay)
-    try:
-        async with httpx2.AsyncClient(timeout=10.0) as client:
-            response = await client.post(url, json=payload)
-        state.record_webhook(WebhookDelivery(url, payload, response.status_code, None))
-    except httpx2.HTTPError as exc:
-        log.warning("sandbox webhook to %s failed: %s", url, type(exc).__name__)
-        state.record_webhook(WebhookDelivery(url, payload, None, type(exc).__name__))
+    # Loopback only (checked above), so no certificates to check: a client that loads the CA bundle costs 40 ms
+    # of CPU, and 120 jobs ending together queued their deliveries behind 5 s of it.
+    async with httpx2.AsyncClient(timeout=10.0, verify=False) as client:
+        for copy in range(state.webhook_copies):
+            body = payload if copy == 0 else {k: v for k, v in payload.items() if k != "status"}
+            fault = state.take_fault("webhook")
+            if fault is not None:
+                await anyio.sleep(fault.delay)
+            try:
+                response = await client.post(url, json=body)
+                state.record_webhook(WebhookDelivery(url, body, response.status_code, None))
+            except httpx2.HTTPError as exc:
+                log.warning("sandbox webhook to %s failed: %s", where, type(exc).__name__)
+                state.record_webhook(WebhookDelivery(url, body, None, type(exc).__name__))
+
+
+def _origin_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def _is_loopback(url: str) -> bool:

@@ -128,6 +128,8 @@ class SandboxState:
     submit_delay: float = 0.0
     # Webhook prefixes the sandbox may call (the server's MUSICGPT_MCP_WEBHOOK_URLS rule); kept by reset().
     webhook_urls: tuple[str, ...] = ()
+    # How many times a finished job is POSTed to its webhook: MusicGPT sends several a job [seen].
+    webhook_copies: int = 2
     received: list[ReceivedSubmit] = field(default_factory=list)
     downloads: list[ReceivedDownload] = field(default_factory=list)
     status_calls: int = 0
@@ -239,5 +241,6 @@ class SandboxState:
         self.cost_as_string = False
         self.stem_seconds = 2.0
         self.submit_delay = 0.0
+        self.webhook_copies = 2
         self.accept_any_key = self._initial_accept_any_key
         self.webhook_urls = self._initial_webhook_urls

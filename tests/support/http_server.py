@@ -34,16 +34,19 @@ def serve_http(
     public_url: str | None = None,
     limits: Limits | None = None,
     protocol: type[asyncio.Protocol] | None = None,
+    public: bool = False,
 ) -> Iterator[Running]:
     """Serve `settings` over HTTP on a free loopback port until the block ends, with the command's connection
-    limits (or `limits`)."""
+    limits (or `limits`). `public_url`, or with `public` the server's own loopback URL, is set as
+    MUSICGPT_MCP_PUBLIC_URL would set it (the server then gives MusicGPT a webhook of its own under it); without
+    either (nor one in the settings) it is unset, and the server's URL is its loopback one."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
     origin = f"http://127.0.0.1:{port}"
     remote: Remote = settings.remote
-    if public_url is not None or remote.public_url is None:
+    if public_url is not None or public:
         remote = dataclasses.replace(remote, public_url=public_url or f"{origin}/mcp")
     settings = dataclasses.replace(settings, remote=remote)
     http = plan(settings, "127.0.0.1", port)
