@@ -193,11 +193,15 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _standalone_sandbox(args: argparse.Namespace) -> int:
     """`musicgpt-mcp sandbox`: the double on its own until Ctrl-C (or SIGTERM), for replicas to share."""
+    from .hooks import hook_prefix
     from .sandbox import Sandbox
     from .urls import parse_webhook_prefixes
 
     try:
         hooks = parse_webhook_prefixes(os.environ.get("MUSICGPT_MCP_WEBHOOK_URLS"))
+        public = os.environ.get("MUSICGPT_MCP_PUBLIC_URL", "").strip()
+        if public:  # the servers' own webhook (hooks.py), delivered as MusicGPT would (to loopback only)
+            hooks = (*hooks, hook_prefix(public))
         sandbox = Sandbox(
             eta=max(0, args.eta),
             host=args.host,
@@ -220,7 +224,12 @@ def _standalone_sandbox(args: argparse.Namespace) -> int:
         f"  MUSICGPT_BASE_URL={sandbox.base_url}\n"
         f"  MUSICGPT_API_KEY={sandbox.api_key}{'  (or, with --any-key, any key)' if args.any_key else ''}\n"
         f"  MUSICGPT_MCP_STORAGE_HOSTS={sandbox.netloc}\n"
-        "Ctrl-C stops it.\n"
+        + (
+            f"Webhooks are delivered (to loopback only) under: {' '.join(hooks)}\n"
+            if hooks
+            else "No webhook is delivered: run it with the servers' MUSICGPT_MCP_PUBLIC_URL to reach theirs.\n"
+        )
+        + "Ctrl-C stops it.\n"
     )
     try:
         while not stop.wait(0.5):

@@ -20,6 +20,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from .conftest import PYTHON, TMP, closed_port, subprocess_env
+from .test_remote import connect_http
 
 pytestmark = pytest.mark.anyio
 
@@ -202,6 +203,30 @@ async def test_two_servers_share_one_standalone_sandbox(song: Path, tmp_path: Pa
         stopped_within(sandbox, 5)
     assert sandbox.returncode == 0
     assert "Traceback" not in stderr.text()
+
+
+async def test_replicas_on_one_standalone_sandbox_get_its_webhooks(tmp_path: Path) -> None:
+    """Given the servers' public URL, the standalone double delivers to their own webhook as MusicGPT would; a
+    job with a server webhook is not polled before its safety net (a minute past its ETA), so a job seen done
+    within the wait below was finished by the delivery."""
+    port, server_port = closed_port(), closed_port()
+    public = f"http://127.0.0.1:{server_port}/mcp"
+    with started("sandbox", "--port", str(port), "--eta", "1", MUSICGPT_MCP_PUBLIC_URL=public) as (sandbox, stderr):
+        settings = sandbox_settings(stderr)
+        assert (
+            f"Webhooks are delivered (to loopback only) under: http://127.0.0.1:{server_port}/webhooks/musicgpt/"
+            in (stderr.text())
+        )
+        env = {**settings, "MUSICGPT_MCP_PUBLIC_URL": public, "MUSICGPT_MCP_STATE_DIR": str(tmp_path)}
+        with started("--transport", "http", "--port", str(server_port), **env) as (_, server_log):
+            server_log.wait_for("serving MCP at")
+            async with connect_http(public) as client:
+                submitted = await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3"})
+                task_id = structured(submitted)["task_id"]
+                status = await client.call_tool("get_extraction", {"task_id": task_id, "wait_seconds": 20})
+        sandbox.send_signal(signal.SIGINT)
+        stopped_within(sandbox, 5)
+    assert structured(status)["status"] == "COMPLETED" and structured(status)["waited_seconds"] < 15, status.content
 
 
 def test_a_sandbox_on_a_taken_port_says_so() -> None:
