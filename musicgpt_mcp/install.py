@@ -174,6 +174,7 @@ def _install_file(args: argparse.Namespace, out: TextIO) -> int:
         )
     out.write(f"{plan.path}:\n")
     out.write(_shown_change(plan, servers_key, args.name))
+    out.write(_kept(plan.old, servers_key, args.name))
     if args.dry_run:
         out.write("Dry run: nothing was written.\n")
         return 0
@@ -293,6 +294,22 @@ def _shown_change(plan: Plan, servers_key: str, name: str) -> str:
     before = ours(plan.old) if plan.old_text is not None else []
     diff = difflib.unified_diff(before, ours(plan.new), "before", "after", n=20)
     return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
+
+
+def _kept(old: Mapping[str, Any], servers_key: str, name: str) -> str:
+    """One line naming what the diff leaves out, so a diff that starts from an empty server list does not
+    read as if the others were removed."""
+    servers = old.get(servers_key)
+    others = sorted(k for k in servers if k != name) if isinstance(servers, dict) else []
+    settings = [k for k in old if k not in (servers_key, "inputs")]
+    if not others and not settings:
+        return ""
+    parts = []
+    if others:
+        parts.append(f"{len(others)} other server{'s' if len(others) != 1 else ''} ({', '.join(others)})")
+    if settings:
+        parts.append(f"{len(settings)} other setting{'s' if len(settings) != 1 else ''}")
+    return f"Kept as they are, not shown: {' and '.join(parts)}.\n"
 
 
 def mask(text: str, key: str | None) -> str:

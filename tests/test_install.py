@@ -61,6 +61,8 @@ async def test_claude_desktop_sandbox_keeps_the_others_is_idempotent_and_starts(
     # The change was shown, and only our entry: never the other server's secret.
     assert '"musicgpt": {' in first.stdout and "--sandbox" in first.stdout
     assert "other-secret-value" not in first.stdout
+    # ...and what was left out is named, so a diff from an empty list does not read as a removal.
+    assert "Kept as they are, not shown: 1 other server (other) and 1 other setting." in first.stdout
     [backup] = backups(path)
     assert backup.read_text() == original
 
