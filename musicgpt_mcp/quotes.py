@@ -29,8 +29,8 @@ import anyio
 from . import submission
 from .failures import Failure
 from .ledger import Job, JobRequest, Ledger, Policy
-from .ledger.base import FileKey, iso
-from .ledger.studio import Quote, cancel_quote, find_quote, open_quote, set_quote, take_quote
+from .ledger.base import STALE_CLAIM, FileKey, iso
+from .ledger.studio import Quote, cancel_quote, find_quote, open_quote, set_quote, take_quote, touch_quote
 from .musicgpt import ExtractionRequest
 from .musicgpt.multipart import FilePart
 
@@ -60,6 +60,11 @@ class Offer:
 def token(key: bytes, purpose: str, item: str) -> str:
     """The view's token for `item` (a quote, an upload): derived, so any replica can check it and none stores it."""
     return hmac.new(key, f"{purpose}\0{item}".encode(), hashlib.sha256).hexdigest()[:TOKEN_CHARS]
+
+
+def is_id(item: str) -> bool:
+    """Whether `item` could be one of our ids (hex): anything else is unknown without asking the ledger."""
+    return 0 < len(item) <= 64 and all(c in "0123456789abcdef" for c in item)
 
 
 def valid(key: bytes, purpose: str, item: str, given: str) -> bool:
@@ -115,7 +120,9 @@ def extraction_of(quote: Quote, part: FilePart | None = None) -> ExtractionReque
 
 async def offer(ledger: Ledger, key: bytes, request: JobRequest, spec: dict[str, Any], now: float) -> Offer:
     """A quote for `request`, or the open one already standing for it."""
-    identity = f"{request.fingerprint}\0{request.stems_key}\0{request.options_key}"
+    # The webhook is part of what the user approves: a call naming another one is another quote.
+    webhook = spec.get("webhook_url") or ""
+    identity = f"{request.fingerprint}\0{request.stems_key}\0{request.options_key}\0{webhook}"
     draft = Quote(
         secrets.token_hex(12), request.owner, request.account, identity, spec, now, now + QUOTE_TTL, "open",
         None, None, None,
@@ -161,7 +168,7 @@ async def _send(
     ledger: Ledger, quote: Quote, send: Callable[[Quote], Awaitable[submission.Outcome]]
 ) -> submission.Outcome:
     try:
-        outcome = await send(quote)
+        outcome = await _alive(ledger, quote, send)
     except Failure as exc:
         # Charged nothing (a limit, a refusal, a file that changed): the quote stands, to be approved later.
         with anyio.CancelScope(shield=True):
@@ -177,6 +184,36 @@ async def _send(
     return outcome
 
 
+async def _alive(
+    ledger: Ledger, quote: Quote, send: Callable[[Quote], Awaitable[submission.Outcome]]
+) -> submission.Outcome:
+    """`send(quote)`, while saying the approval is alive; its own exception, not a group of one."""
+    sent: list[submission.Outcome] = []
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_keep_taken, ledger, quote.id)
+            try:
+                sent.append(await send(quote))
+            finally:
+                tasks.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    return sent[0]
+
+
+async def _keep_taken(ledger: Ledger, quote_id: str) -> None:
+    """While this approval prepares its job (an uploaded song is copied out of the ledger first), say it is alive,
+    so that no other approval takes the quote over as one that died before claiming its job."""
+    while True:
+        await anyio.sleep(STALE_CLAIM / 4)
+        try:
+            await touch_quote(ledger, quote_id, time.time())
+        except Failure as exc:  # the claim's own ledger use will say so; this one only keeps others out
+            log.warning("could not renew an approval in progress: %s", exc)
+
+
 async def _bought(ledger: Ledger, quote: Quote) -> submission.Outcome:
     job: Job | None = await ledger.job(quote.owner, quote.task_id) if quote.task_id else None
     if job is None:
@@ -189,7 +226,7 @@ async def _bought(ledger: Ledger, quote: Quote) -> submission.Outcome:
 
 
 async def _checked(ledger: Ledger, key: bytes, owner: str, quote_id: str, approval: str) -> Quote:
-    quote = await find_quote(ledger, owner, quote_id) if quote_id else None
+    quote = await find_quote(ledger, owner, quote_id) if is_id(quote_id) else None
     if quote is None or not valid(key, "quote", quote.id, approval):
         raise _not_found()
     return quote

@@ -37,6 +37,7 @@ from .ledger.studio import (
     find_upload,
     forget_lapsed_uploads,
     open_upload,
+    upload_chunk_at,
     upload_chunks,
 )
 from .musicgpt.multipart import FilePart
@@ -76,8 +77,8 @@ async def begin(ledger: Ledger, key: bytes, owner: str, spec: dict[str, Any], no
     upload = await open_upload(ledger, draft, now, per_hour)
     if upload is None:
         raise UploadRefused(
-            f"This user has asked for {per_hour} uploads in the last hour, the most this server takes "
-            "(MUSICGPT_MCP_MAX_UPLOADS_PER_HOUR). Wait a while, or give audio_url instead."
+            f"This user has asked for {per_hour} uploads in the last hour, the most this server takes. Wait a "
+            "while, or give audio_url instead."
         )
     return Ticket(upload, token(key, "upload", upload.id))
 
@@ -87,7 +88,7 @@ async def receive(
     data: str, max_bytes: int, now: float,
 ) -> Upload:  # fmt: skip
     """Add one slice (base64) at byte `start` of a `total`-byte file called `name`; the upload as it stands."""
-    upload = await find_upload(ledger, owner, upload_id) if upload_id else None
+    upload = await find_upload(ledger, owner, upload_id) if quotes.is_id(upload_id) else None
     if upload is None or not valid(key, "upload", upload.id, ticket):
         raise UploadRefused("This upload does not match one of this user's: only the stem view can send the song.")
     if total > limit(max_bytes) or total <= 0:
@@ -95,9 +96,13 @@ async def receive(
             f"The song is {total} bytes; this server takes songs of 1 byte to {limit(max_bytes)} bytes through the "
             "view (MUSICGPT_MCP_MAX_UPLOAD_MB). Use a shorter or compressed file (e.g. mp3)."
         )
+    if start >= total:  # (and before any number reaches the ledger that it could not store)
+        raise UploadRefused(f"A slice cannot start at byte {start} of a {total}-byte file; send the slices in order.")
     chunk = _decoded(data)
-    if not await append_upload(ledger, owner, upload.id, clean_name(name), total, start, chunk, now):
-        raise UploadRefused(_why_not(upload, total, start, now))
+    appended = await append_upload(ledger, owner, upload.id, clean_name(name), total, start, chunk, now)
+    # The same slice again (its answer was lost on the way) is here already, and that is no error.
+    if not appended and await upload_chunk_at(ledger, owner, upload.id, start) != chunk:
+        raise UploadRefused(_why_not(await find_upload(ledger, owner, upload.id) or upload, total, start, now))
     return await find_upload(ledger, owner, upload.id) or upload
 
 
@@ -179,10 +184,15 @@ async def _materialize(ledger: Ledger, upload: Upload, path: Path) -> str:
 
 
 async def discard(ledger: Ledger, upload_id: str, folder: Path) -> None:
-    """Forget the upload: its slices in the ledger and this process's copy (its job was accepted)."""
-    await delete_upload(ledger, upload_id)
-    for path in await anyio.to_thread.run_sync(lambda: list(folder.glob(f"{upload_id}*"))):
-        await anyio.to_thread.run_sync(_remove, path)
+    """Forget the upload: its slices in the ledger and this process's copy (its job was accepted, or the song
+    failed its checks). Tidying only: it never fails the call it ends (after an accepted job, an error here would
+    read as if nothing had been sent); what it could not delete lapses, and the janitor deletes it then."""
+    try:
+        await delete_upload(ledger, upload_id, time.time())
+        for path in await anyio.to_thread.run_sync(lambda: list(folder.glob(f"{upload_id}*"))):
+            await anyio.to_thread.run_sync(_remove, path)
+    except (Failure, OSError) as exc:
+        log.warning("could not delete an uploaded song yet (it lapses and is deleted later): %s", exc)
 
 
 async def tidy(ledger: Ledger, folder: Path, now: float) -> None:

@@ -7,9 +7,9 @@ one only for all of the job's waiters on all replicas. The read is taken in the 
 statement); whoever takes it asks MusicGPT, writes the answer and wakes the others, who read it from the ledger.
 
 MusicGPT is asked about such a job only
-- after a delivery no read has answered yet; while the job then still runs (MusicGPT told us before its own
-  status said so), again after a pause as long as the time since the delivery (at least CONFIRM_PAUSE, at most
-  SAFETY_EVERY);
+- after a delivery no read has answered yet: at once, or CONFIRM_PAUSE after the last read (replays of a leaked
+  address buy no more); while the job then still runs (MusicGPT told us before its own status said so), again
+  after a pause as long as the time since the delivery (at least CONFIRM_PAUSE, at most SAFETY_EVERY);
 - as the safety net that finishes a job whose delivery was lost: SAFETY_AFTER_ETA past the ETA (past the submit
   when there is none), and then every SAFETY_EVERY, shared like any read.
 With replicas, a waiter also reads the ledger every RECHECK seconds, for a wake-up that was lost (a notification
@@ -51,7 +51,8 @@ def next_read(job: Job) -> float:
     eta = job.eta if job.eta is not None and job.eta >= 0 else 0
     when = max(job.submitted_at + eta + SAFETY_AFTER_ETA, (job.read_at or 0.0) + SAFETY_EVERY)
     if job.unconfirmed:
-        when = 0.0
+        # At once, unless a read came moments ago: replays of a leaked address must not buy a read each.
+        when = (job.read_at or 0.0) + CONFIRM_PAUSE
     elif job.delivered_at is not None and job.read_at is not None:
         # Confirmed, and still running: each pause as long as the time since the delivery (by two replicas'
         # clocks, hence the bounds).

@@ -13,6 +13,7 @@ from typing import Final
 LOCK_MIGRATE: Final = 0x6D675001  # the schema, while one replica migrates it (second key 0)
 LOCK_OWNER: Final = 0x6D675002  # an owner's jobs, while a claim reads, decides and inserts
 LOCK_RATE: Final = 0x6D675003  # a rate-limit bucket, while a call is counted in it
+LOCK_UPLOADS: Final = 0x6D675004  # an owner's uploads, while one is counted against the hourly cap and opened
 
 # The statement every lock here is taken with: held until the transaction ends, released by COMMIT or ROLLBACK.
 TAKE: Final = "SELECT pg_advisory_xact_lock(%s, %s)"

@@ -29,6 +29,7 @@ postgres_url.py. MusicGPT's rate limits shared through this database are postgre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -50,7 +51,7 @@ from .postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from .postgres_url import Redact, read_url, reason, redactor
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
 from .sql import Dialect, Statements
-from .studio import Done, Step
+from .studio import Done, Step, Unchanged, answered
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ CHECK_TIMEOUT: Final = 5.0  # the same, for a health check
 
 # A job's stems and options are a text[] column, which psycopg maps to and from a list. ILIKE: SQLite's LIKE
 # ignores (ASCII) case, and so must this.
-POSTGRES: Final = Dialect(prefix="musicgpt_mcp_", mark="%s", like="ILIKE", store_texts=list, load_texts=list)
+POSTGRES: Final = Dialect(
+    prefix="musicgpt_mcp_", mark="%s", like="ILIKE", store_texts=list, load_texts=list, owner_lock=TAKE
+)
 SQL: Final = Statements(POSTGRES)
 # What only PostgreSQL says: RETURNING, row locks, upserts, aggregates with FILTER, arrays.
 RETURNING_ID: Final = " RETURNING id"
@@ -181,13 +184,15 @@ class PostgresLedger:
 
     async def run_steps(self, steps: Sequence[Step]) -> list[Done]:
         """The statements in one transaction (studio.py's operations)."""
-        done = []
-        async with self._connection() as conn, conn.transaction():
-            for step in steps:
-                cursor = await conn.execute(step.statement, step.values)
-                rows = await cursor.fetchall() if step.fetch else []
-                done.append(Done(cursor.rowcount, list(rows)))
-        return done
+        done: list[Done] = []
+        with contextlib.suppress(Unchanged):
+            async with self._connection() as conn, conn.transaction():
+                for step in steps:
+                    cursor = await conn.execute(step.statement, step.values)
+                    done.append(Done(cursor.rowcount, list(await cursor.fetchall() if step.fetch else [])))
+                    if step.guard and not cursor.rowcount:
+                        raise Unchanged
+        return answered(done, steps)
 
     async def check(self) -> None:
         # A load balancer's health check wants an answer soon, not after the paid path's patience.

@@ -63,6 +63,9 @@ class Dialect:
     like: str  # the operator that matches a pattern, ASCII case aside at least
     store_texts: StoreTexts  # a job's stems and options as the engine stores them
     load_texts: LoadTexts  # and back
+    # A statement that serializes one owner's transactions (lock id, key), where row locks and the engine's own
+    # transactions do not already: PostgreSQL's advisory lock; SQLite's BEGIN IMMEDIATE needs none.
+    owner_lock: str = ""
 
     def render(self, template: str) -> str:
         """`template` in this dialect. Only for statements that bind values: psycopg reads `%` only then."""

@@ -45,7 +45,7 @@ from .errors import LedgerError
 from .rules import RECENT_COSTS, Windows, decide_identical, decide_limits, estimate_credits, lookback, sift_identical
 from .sql import Dialect, Statements
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION
-from .studio import Done, Step
+from .studio import Done, Step, Unchanged, answered
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,14 @@ class SQLiteLedger:
         """The statements in one write transaction (studio.py's operations)."""
 
         def run(conn: sqlite3.Connection) -> list[Done]:
-            done = []
-            with _write(conn):
+            done: list[Done] = []
+            with contextlib.suppress(Unchanged), _write(conn):
                 for step in steps:
                     cursor = conn.execute(step.statement, step.values)
-                    rows = cursor.fetchall() if step.fetch else []
-                    done.append(Done(cursor.rowcount, rows))
-            return done
+                    done.append(Done(cursor.rowcount, cursor.fetchall() if step.fetch else []))
+                    if step.guard and not cursor.rowcount:
+                        raise Unchanged
+            return answered(done, steps)
 
         return await self._run(run)
 

@@ -16,26 +16,39 @@ from typing import Any, Literal, Protocol
 
 from .base import STALE_CLAIM, storable
 from .codec import Row, Value
+from .locks import LOCK_UPLOADS, lock_key
 from .sql import Dialect
 
 QuoteState = Literal["open", "approving", "approved", "cancelled", "expired"]
 QUOTE_COLUMNS = "id, owner, account, identity, spec, created_at, expires_at, state, taken_at, job_id, task_id"
+HOUR = 3600.0
 UPLOAD_COLUMNS = "id, owner, spec, file_name, total_bytes, received, sha256, state, created_at, expires_at"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One statement of an operation, and whether its rows are wanted back."""
+    """One statement of an operation, and whether its rows are wanted back. A `guard` that changes no row ends
+    the operation there and undoes it: the steps after it are answered as if they changed nothing."""
 
     statement: str
     values: Sequence[Value]
     fetch: bool = False
+    guard: bool = False
 
 
 @dataclass(frozen=True)
 class Done:
     rowcount: int
     rows: list[Row]
+
+
+class Unchanged(Exception):
+    """Raised inside an engine's transaction when a guard step changed no row, to roll it back."""
+
+
+def answered(done: list[Done], steps: Sequence[Step]) -> list[Done]:
+    """`done`, with the steps a guard stopped answered as having changed nothing."""
+    return done + [Done(0, []) for _ in steps[len(done) :]]
 
 
 class Runner(Protocol):
@@ -145,6 +158,13 @@ async def take_quote(ledger: Runner, owner: str, quote_id: str, now: float) -> t
     return (_quote(rows[0]) if rows else None), done[0].rowcount == 1
 
 
+async def touch_quote(ledger: Runner, quote_id: str, now: float) -> None:
+    """The approval that took the quote is alive and has not claimed its job yet: no other may take it over."""
+    sql = ledger.dialect.render
+    statement = sql("UPDATE {quotes} SET taken_at = ? WHERE id = ? AND state = 'approving' AND job_id IS NULL")
+    await ledger.run_steps([Step(statement, (now, quote_id))])
+
+
 async def set_quote(
     ledger: Runner, quote_id: str, state: QuoteState, *, job_id: int | None = None, task_id: str | None = None
 ) -> None:
@@ -169,22 +189,20 @@ async def cancel_quote(ledger: Runner, owner: str, quote_id: str) -> bool:
 
 
 async def open_upload(ledger: Runner, upload: Upload, now: float, per_hour: int) -> Upload | None:
-    """A new upload, after forgetting the owner's expired ones; None when the owner opened `per_hour` in the last
-    hour already."""
+    """A new upload, after forgetting lapsed ones; None when the owner opened `per_hour` in the last hour already
+    (uploads that lapsed, were discarded or cancelled in that hour count: their rows are kept that long)."""
     sql = ledger.dialect.render
     owner = storable(upload.owner)
-    done = await ledger.run_steps(
-        [
-            Step(sql("DELETE FROM {uploads} WHERE expires_at <= ?"), (now,)),
-            Step(sql("SELECT count(*) FROM {uploads} WHERE owner = ? AND created_at >= ?"), (owner, now - 3600),
-                 fetch=True),
-        ]
-    )  # fmt: skip
-    if int(done[1].rows[0][0]) >= per_hour:
-        return None
-    insert = sql(f"INSERT INTO {{uploads}} ({UPLOAD_COLUMNS}) VALUES (?, ?, ?, NULL, NULL, 0, NULL, 'receiving', ?, ?)")
-    await ledger.run_steps([Step(insert, (upload.id, owner, _spec(upload.spec), upload.created_at, upload.expires_at))])
-    return upload
+    steps = [
+        *_forget_lapsed(ledger.dialect, now),
+        Step(sql(f"INSERT INTO {{uploads}} ({UPLOAD_COLUMNS}) SELECT ?, ?, ?, NULL, NULL, 0, NULL, 'receiving', ?, ? "
+                 "WHERE (SELECT count(*) FROM {uploads} WHERE owner = ? AND created_at >= ?) < ?"),
+             (upload.id, owner, _spec(upload.spec), upload.created_at, upload.expires_at, owner, now - HOUR, per_hour)),
+    ]  # fmt: skip
+    if ledger.dialect.owner_lock:  # PostgreSQL: the count and the insert, one owner at a time
+        steps.insert(0, Step(ledger.dialect.owner_lock, (LOCK_UPLOADS, lock_key(upload.owner))))
+    done = await ledger.run_steps(steps)
+    return upload if done[-1].rowcount == 1 else None
 
 
 async def find_upload(ledger: Runner, owner: str, upload_id: str) -> Upload | None:
@@ -197,8 +215,9 @@ async def find_upload(ledger: Runner, owner: str, upload_id: str) -> Upload | No
 async def append_upload(
     ledger: Runner, owner: str, upload_id: str, name: str, total: int, start: int, data: bytes, now: float
 ) -> bool:
-    """Add the slice that starts at `start` (the next byte expected); False when it is not that one, the upload
-    is not receiving any more, or has expired. The first slice names the file and its size for good."""
+    """Add the slice that starts at `start` (the next byte expected); False, and nothing kept, when it is not that
+    one, the upload is not receiving any more, or has expired. The first slice names the file and its size for
+    good."""
     sql = ledger.dialect.render
     done = await ledger.run_steps(
         [
@@ -206,13 +225,23 @@ async def append_upload(
                      "total_bytes = coalesce(total_bytes, ?) WHERE owner = ? AND id = ? AND state = 'receiving' "
                      "AND received = ? AND expires_at > ? AND coalesce(total_bytes, ?) = ? AND received + ? <= ?"),
                  (len(data), storable(name), total, storable(owner), upload_id, start, now, total, total, len(data),
-                  total)),
-            Step(sql("INSERT INTO {upload_chunks} (upload_id, start, data) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 "
-                     "FROM {uploads} WHERE id = ? AND received = ?)"),
-                 (upload_id, start, data, upload_id, start + len(data))),
+                  total), guard=True),
+            Step(sql("INSERT INTO {upload_chunks} (upload_id, start, data) VALUES (?, ?, ?)"),
+                 (upload_id, start, data)),
         ]
     )  # fmt: skip
     return done[0].rowcount == 1 and done[1].rowcount == 1
+
+
+async def upload_chunk_at(ledger: Runner, owner: str, upload_id: str, start: int) -> bytes | None:
+    """The slice the owner's upload holds at `start`, if any (to tell a slice sent again from a wrong one)."""
+    sql = ledger.dialect.render
+    statement = sql(
+        "SELECT c.data FROM {upload_chunks} c JOIN {uploads} u ON u.id = c.upload_id WHERE u.owner = ? AND "
+        "c.upload_id = ? AND c.start = ?"
+    )
+    rows = (await ledger.run_steps([Step(statement, (storable(owner), upload_id, start), fetch=True)]))[0].rows
+    return bytes(rows[0][0]) if rows else None
 
 
 async def complete_upload(ledger: Runner, upload_id: str, sha256: str, keep_until: float) -> None:
@@ -225,9 +254,25 @@ async def complete_upload(ledger: Runner, upload_id: str, sha256: str, keep_unti
 
 
 async def forget_lapsed_uploads(ledger: Runner, now: float) -> int:
-    """Delete every upload (and its slices) that has lapsed; how many there were."""
-    statement = ledger.dialect.render("DELETE FROM {uploads} WHERE expires_at <= ?")
-    return int((await ledger.run_steps([Step(statement, (now,))]))[0].rowcount)
+    """Delete the songs of every upload that has lapsed; how many there were. Their rows (no song, no name)
+    stay for the hour in which they count against the owner's uploads."""
+    done = await ledger.run_steps(_forget_lapsed(ledger.dialect, now, count=True))
+    return int(done[0].rows[0][0])
+
+
+def _forget_lapsed(dialect: Dialect, now: float, count: bool = False) -> list[Step]:
+    sql = dialect.render
+    lapsed = "SELECT id FROM {uploads} WHERE expires_at <= ?"
+    steps = [
+        Step(sql(f"DELETE FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"), (now,)),
+        Step(sql("UPDATE {uploads} SET file_name = NULL, spec = '{{}}' WHERE expires_at <= ? AND file_name IS NOT NULL"),
+             (now,)),
+        Step(sql("DELETE FROM {uploads} WHERE expires_at <= ? AND created_at < ?"), (now, now - HOUR)),
+    ]  # fmt: skip
+    if count:
+        query = f"SELECT count(DISTINCT upload_id) FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"
+        steps.insert(0, Step(sql(query), (now,), fetch=True))
+    return steps
 
 
 async def upload_chunks(ledger: Runner, upload_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
@@ -238,14 +283,17 @@ async def upload_chunks(ledger: Runner, upload_id: str, after: int, limit: int) 
     return [(int(start), bytes(data)) for start, data in rows]
 
 
-async def delete_upload(ledger: Runner, upload_id: str) -> None:
+async def delete_upload(ledger: Runner, upload_id: str, now: float) -> None:
+    """Forget the song (its job was accepted, or it failed its checks): its slices go now, and its row lapses
+    (kept, empty, for the hour in which it counts against the owner's uploads)."""
     sql = ledger.dialect.render
     await ledger.run_steps(
         [
             Step(sql("DELETE FROM {upload_chunks} WHERE upload_id = ?"), (upload_id,)),
-            Step(sql("DELETE FROM {uploads} WHERE id = ?"), (upload_id,)),
+            Step(sql("UPDATE {uploads} SET expires_at = ?, file_name = NULL, spec = '{{}}' WHERE id = ?"),
+                 (now, upload_id)),
         ]
-    )
+    )  # fmt: skip
 
 
 __all__ = [
@@ -265,5 +313,7 @@ __all__ = [
     "open_upload",
     "set_quote",
     "take_quote",
+    "touch_quote",
+    "upload_chunk_at",
     "upload_chunks",
 ]

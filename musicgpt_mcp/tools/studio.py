@@ -74,7 +74,9 @@ async def quote(
     shown = offer.quote
     model = unsent("awaiting_approval", request, "upload" if upload else request.source_kind, shown.expires_at)
     # Nothing here repeats what the model reads (expires_at is in the structured result, which the view has too).
-    meta = {"id": shown.id, "approval": offer.approval, "question": question}
+    # The question of the quote that stands, which is what an approval sends (an identical call's may differ in
+    # wording, e.g. the recent costs it quotes).
+    meta = {"id": shown.id, "approval": offer.approval, "question": shown.spec.get("question", question)}
     return model, {QUOTE_META: meta}
 
 
@@ -110,7 +112,7 @@ async def send(call: Call, quote: Quote) -> submission.Outcome:
     part: FilePart | None = None
     if upload_id:
         upload = await find_upload(ledger, call.owner, upload_id)
-        if upload is None:
+        if upload is None or upload.expires_at <= time.time():
             raise uploads.UploadRefused("The song uploaded for this quote is gone (it expired); upload it again.")
         part = await uploads.local_copy(ledger, upload, upload_folder(call), call.settings.max_upload_bytes)
 
