@@ -10,6 +10,7 @@ of whatever leaves (and any hidden character that could move or fake a line: vis
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -19,16 +20,14 @@ from pydantic import BaseModel
 
 from .call import Call
 from .failures import Failure
+from .ledger.errors import LedgerError
 from .visible import defused
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-def explain(exc: BaseException) -> str | None:
-    """The text a person reads for a failure we can explain, or None."""
-    return exc.explained() if isinstance(exc, Failure) else None
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -43,7 +42,7 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except ToolError as exc:
             raise ToolError(redact(str(exc))) from None
         except Failure as exc:
-            raise ToolError(redact(exc.explained())) from None
+            raise ToolError(redact(_told(exc, [*args, *kwargs.values()]))) from None
 
     return wrapper
 
@@ -59,9 +58,27 @@ def resource_errors(fn: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[st
         except ResourceError as exc:
             raise ResourceError(redact(str(exc))) from None
         except Failure as exc:
-            raise ResourceError(redact(exc.explained())) from None
+            raise ResourceError(redact(_told(exc, [*args, *kwargs.values()]))) from None
 
     return wrapper
+
+
+def _told(exc: Failure, arguments: list[object]) -> str:
+    """What the caller is told. A remote caller is not told where the server's ledger is (a database's host, port
+    and name; a path) nor what failed inside it: that goes to the operator's log."""
+    if isinstance(exc, LedgerError) and _remote(arguments):
+        log.error("the job ledger cannot be used: %s", exc.explained())
+        return exc.explained(detail=False)
+    return exc.explained()
+
+
+def _remote(arguments: list[object]) -> bool:
+    for value in arguments:
+        if isinstance(value, Call):
+            return value.state.transport != "stdio"
+        if isinstance(value, Context):
+            return getattr(value.request_context.lifespan_context, "transport", "stdio") != "stdio"
+    return False
 
 
 def _redactor(arguments: list[object]) -> Callable[[str], str]:
@@ -108,4 +125,4 @@ def scrub(value: T, redact: Callable[[str], str]) -> T:
     return value
 
 
-__all__ = ["explain", "resource_errors", "scrub", "tool_errors"]
+__all__ = ["resource_errors", "scrub", "tool_errors"]

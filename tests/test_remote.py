@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -423,3 +424,22 @@ async def test_a_header_key_echoed_by_musicgpt_is_scrubbed(sandbox: Sandbox) -> 
             result = await client.call_tool("extract_stems", {"audio_url": "https://example.com/echo.mp3"})
     assert KEY_A not in json.dumps(result.model_dump(mode="json"))
     assert structured(result)["conversion_id"] == "id [redacted]"
+
+
+async def test_a_remote_caller_is_not_told_where_the_ledger_is(sandbox: Sandbox) -> None:
+    """A ledger that cannot be used is named to the operator (the log), not to a remote caller: its text carried
+    the database's host, port and name, or the ledger file's path on the server."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://musicgpt:secret-password@127.0.0.1:{port}/stems_db"
+    settings = remote(sandbox, database_url=SecretStr(url))
+    with serve_http(settings) as server:
+        async with connect_http(server.url) as client:
+            refused = await client.call_tool("extract_stems", {"audio_url": "https://example.com/a.mp3"})
+            listed = await client.call_tool("list_extractions", {})
+    for answer in (refused, listed):
+        said = text_of(answer)
+        assert answer.is_error and "job ledger" in said and "server's log says why" in said, said
+        assert str(port) not in said and "stems_db" not in said and "127.0.0.1" not in said
+    assert sandbox.state.submits() == []

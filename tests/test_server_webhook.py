@@ -216,7 +216,9 @@ async def test_a_lost_delivery_is_finished_by_the_safety_net(sandbox: Sandbox, m
             status = structured(await client.call_tool("get_extraction", {"task_id": task_id, "wait_seconds": 20}))
             answered = time.monotonic() - started
     assert status["succeeded"] is True
-    assert 1 + 2 - 0.5 <= answered < 1 + 2 + watching.LOST_RACE_PAUSE + 1.5, answered
+    # Not before the safety net (ETA + SAFETY_AFTER_ETA), and well before the 20 s wait ran out (the upper bound
+    # is loose: a busy machine running the whole suite once took more than 1.5 s longer).
+    assert 1 + 2 - 0.5 <= answered < 1 + 2 + watching.LOST_RACE_PAUSE + 6, answered
     assert sandbox.state.status_calls == 1
 
 

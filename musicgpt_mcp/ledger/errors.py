@@ -19,7 +19,15 @@ class LedgerError(Failure):
     # A PostgreSQL ledger (MUSICGPT_MCP_DATABASE_URL) rather than the state folder's SQLite file.
     database: ClassVar[bool] = False
 
-    def explained(self) -> str:
+    def explained(self, *, detail: bool = True) -> str:
+        """The text for the user; without `detail` (a remote caller), neither where the ledger is nor what failed
+        inside it, which the server's log has."""
+        if not detail:
+            return (
+                "The job ledger, which keeps the user from paying twice for the same job, cannot be used right now "
+                "(the server's log says why; tell the server's operator if this lasts). Nothing was submitted, and "
+                "no paid job will be until it can."
+            )
         if self.database:
             fix = (
                 "Check that the PostgreSQL database in MUSICGPT_MCP_DATABASE_URL is up and reachable and the user may "
