@@ -122,7 +122,12 @@ class Sandbox:
         if isinstance(server, uvicorn.Server):
             server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1.5)
+            if self._thread.is_alive() and isinstance(server, uvicorn.Server):
+                # A double need not wait for its last connections (a busy machine once took past 5 s to):
+                # Ctrl-C of `musicgpt-mcp sandbox` must stop it.
+                server.force_exit = True
+                self._thread.join(timeout=3)
         self._thread = None
         self._server = None
 
