@@ -78,7 +78,7 @@ def started(*args: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], L
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=subprocess_env(**env),
+        env=subprocess_env(PYTHONFAULTHANDLER="1", **env),
     )
     assert proc.stderr is not None
     try:
@@ -98,12 +98,16 @@ def ready_stdio_server(proc: subprocess.Popen[bytes]) -> None:
     assert reply["id"] == 1 and "result" in reply
 
 
-def stopped_within(proc: subprocess.Popen[bytes], seconds: float) -> float:
+def stopped_within(proc: subprocess.Popen[bytes], seconds: float, stderr: Lines | None = None) -> float:
     started_at = time.monotonic()
     try:
         proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"still running {seconds} s later") from None
+        # Where it hangs: faulthandler (PYTHONFAULTHANDLER, set by `started`) prints every thread's stack.
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=10)
+        said = f": {stderr.text()[-4000:]}" if stderr is not None else ""
+        raise AssertionError(f"still running {seconds} s later{said}") from None
     return time.monotonic() - started_at
 
 
@@ -200,7 +204,9 @@ async def test_two_servers_share_one_standalone_sandbox(song: Path, tmp_path: Pa
             [file] = structured(saved)["files"]
             assert Path(file["path"]).is_file() and file["stem"] == "vocals"
         sandbox.send_signal(signal.SIGINT)
-        stopped_within(sandbox, 5)
+        # Ctrl-C stops it; the bound is loose, as a CI machine running the whole suite on two cores once took
+        # more than 5 s (a stopped double's last connections and its process's exit, under that load).
+        stopped_within(sandbox, 15, stderr)
     assert sandbox.returncode == 0
     assert "Traceback" not in stderr.text()
 
@@ -225,7 +231,7 @@ async def test_replicas_on_one_standalone_sandbox_get_its_webhooks(tmp_path: Pat
                 task_id = structured(submitted)["task_id"]
                 status = await client.call_tool("get_extraction", {"task_id": task_id, "wait_seconds": 20})
         sandbox.send_signal(signal.SIGINT)
-        stopped_within(sandbox, 5)
+        stopped_within(sandbox, 15, stderr)
     assert structured(status)["status"] == "COMPLETED" and structured(status)["waited_seconds"] < 15, status.content
 
 
