@@ -215,7 +215,9 @@ def _standalone_sandbox(args: argparse.Namespace) -> int:
         sys.stderr.write(f"musicgpt-mcp sandbox: cannot start on {args.host}:{args.port}: {exc}\n")
         return 2
     stop = threading.Event()
-    for name in ("SIGTERM", "SIGHUP"):
+    # SIGINT too, set here rather than left to Python's KeyboardInterrupt: Python leaves SIGINT ignored when the
+    # process started with it ignored (a shell's background job, some test runners), and then Ctrl-C did nothing.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), lambda signum, frame: stop.set())
     sys.stderr.write(
