@@ -189,12 +189,12 @@ async def cancel_quote(ledger: Runner, owner: str, quote_id: str) -> bool:
 
 
 async def open_upload(ledger: Runner, upload: Upload, now: float, per_hour: int) -> Upload | None:
-    """A new upload, after forgetting lapsed ones; None when the owner opened `per_hour` in the last hour already
-    (uploads that lapsed, were discarded or cancelled in that hour count: their rows are kept that long)."""
+    """A new upload; None when the owner opened `per_hour` in the last hour already (uploads that lapsed, were
+    discarded or cancelled in that hour count: their rows are kept that long). Lapsed ones are forgotten by
+    `forget_lapsed_uploads`, which the caller runs first."""
     sql = ledger.dialect.render
     owner = storable(upload.owner)
     steps = [
-        *_forget_lapsed(ledger.dialect, now),
         Step(sql(f"INSERT INTO {{uploads}} ({UPLOAD_COLUMNS}) SELECT ?, ?, ?, NULL, NULL, 0, NULL, 'receiving', ?, ? "
                  "WHERE (SELECT count(*) FROM {uploads} WHERE owner = ? AND created_at >= ?) < ?"),
              (upload.id, owner, _spec(upload.spec), upload.created_at, upload.expires_at, owner, now - HOUR, per_hour)),
@@ -256,23 +256,19 @@ async def complete_upload(ledger: Runner, upload_id: str, sha256: str, keep_unti
 async def forget_lapsed_uploads(ledger: Runner, now: float) -> int:
     """Delete the songs of every upload that has lapsed; how many there were. Their rows (no song, no name)
     stay for the hour in which they count against the owner's uploads."""
-    done = await ledger.run_steps(_forget_lapsed(ledger.dialect, now, count=True))
-    return int(done[0].rows[0][0])
-
-
-def _forget_lapsed(dialect: Dialect, now: float, count: bool = False) -> list[Step]:
-    sql = dialect.render
+    sql = ledger.dialect.render
     lapsed = "SELECT id FROM {uploads} WHERE expires_at <= ?"
-    steps = [
-        Step(sql(f"DELETE FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"), (now,)),
-        Step(sql("UPDATE {uploads} SET file_name = NULL, spec = '{{}}' WHERE expires_at <= ? AND file_name IS NOT NULL"),
-             (now,)),
-        Step(sql("DELETE FROM {uploads} WHERE expires_at <= ? AND created_at < ?"), (now, now - HOUR)),
-    ]  # fmt: skip
-    if count:
-        query = f"SELECT count(DISTINCT upload_id) FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"
-        steps.insert(0, Step(sql(query), (now,), fetch=True))
-    return steps
+    done = await ledger.run_steps(
+        [
+            Step(sql(f"SELECT count(DISTINCT upload_id) FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"), (now,),
+                 fetch=True),
+            Step(sql(f"DELETE FROM {{upload_chunks}} WHERE upload_id IN ({lapsed})"), (now,)),
+            Step(sql("UPDATE {uploads} SET file_name = NULL, spec = '{{}}' WHERE expires_at <= ? AND file_name IS NOT "
+                     "NULL"), (now,)),
+            Step(sql("DELETE FROM {uploads} WHERE expires_at <= ? AND created_at < ?"), (now, now - HOUR)),
+        ]
+    )  # fmt: skip
+    return int(done[0].rows[0][0])
 
 
 async def upload_chunks(ledger: Runner, upload_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
